@@ -1,0 +1,56 @@
+"""
+The entry point of an authority worker spawned by C{twistd scep}.
+
+It speaks AMP on file descriptors 3 (in) and 4 (out), logs plain lines to
+stderr (the front relays them into its own log), and exits when the front
+closes the AMP stream.  Run as C{python -m scep.authority.child --config DIR
+--state DIR}.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+
+
+def main(argv: list[str]) -> int:
+    from twisted.internet import reactor
+    from twisted.internet.stdio import StandardIO
+    from twisted.python import usage
+
+    from scep.authority.amp import AuthorityProtocol, open_authority
+    from scep.authority.tap import Options, start_logging
+    from scep.config import ConfigError
+    from scep.store import StoreError
+
+    options = Options()
+    try:
+        options.parseOptions(argv)
+    except usage.UsageError as e:
+        print(f"scep worker: {e}", file=sys.stderr)
+        return 2
+    start_logging(sys.stderr)
+    # The front stops its workers with SIGTERM; a Ctrl-C in the terminal
+    # reaches the whole process group, and the front decides.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        authority = open_authority(options["config"], options["state"])
+    except (ConfigError, StoreError) as e:
+        print(f"scep worker: {e}", file=sys.stderr)
+        return 1
+    if options["check"]:
+        return 0
+
+    class Worker(AuthorityProtocol):
+        def connectionLost(self, reason):  # type: ignore[no-untyped-def]
+            super().connectionLost(reason)
+            if reactor.running:
+                reactor.stop()
+
+    StandardIO(Worker(authority), stdin=3, stdout=4, reactor=reactor)
+    reactor.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,684 @@
+"""
+CMS (RFC 5652) primitives for the SCEP codec: no SCEP semantics, no I/O.
+
+This module knows the algorithm tables (content ciphers, digests, RSA key
+transport and signature), content encryption with strict PKCS#7 padding, the
+building of SignedData, EnvelopedData and degenerate certs-only SignedData
+(in DER or, for the client side, in the BER that Apple and jscep send), the
+reading of a SignedData into a L{SignedContent}, and a generic BER-to-DER
+converter.  Structure is handled by asn1crypto, every cryptographic primitive by
+C{cryptography}.  L{scep.message} builds the SCEP layer on top.
+
+Dangerous choices are kept because old clients need them and are named as such:
+single DES ('des', 56-bit key, brute-forceable) and MD5 ('md5', collisions) must
+never be chosen for replies; RFC 8894 section 2.9 says MUST NOT.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Literal, Sequence
+
+from asn1crypto import algos as asn1_algos
+from asn1crypto import cms as asn1_cms
+from asn1crypto import core as asn1_core
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.decrepit.ciphers import algorithms as decrepit
+from cryptography.hazmat.primitives import hashes, padding
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric.padding import MGF1, OAEP, PKCS1v15
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.serialization import Encoding
+
+OID_DATA = "1.2.840.113549.1.7.1"
+OID_SIGNED_DATA = "1.2.840.113549.1.7.2"
+OID_ENVELOPED_DATA = "1.2.840.113549.1.7.3"
+OID_CONTENT_TYPE = "1.2.840.113549.1.9.3"
+OID_MESSAGE_DIGEST = "1.2.840.113549.1.9.4"
+OID_SIGNING_TIME = "1.2.840.113549.1.9.5"
+OID_RSA_ENCRYPTION = "1.2.840.113549.1.1.1"
+OID_RSAES_OAEP = "1.2.840.113549.1.1.7"
+OID_MGF1 = "1.2.840.113549.1.1.8"
+
+
+class CMSError(ValueError):
+    """A CMS structure cannot be read, verified or decrypted."""
+
+
+class AlgorithmNotSupported(CMSError):
+    """An algorithm is unknown or not supported; str() names it."""
+
+
+class DecryptionFailed(CMSError):
+    """Decryption failed; deliberately says nothing about why (padding oracle)."""
+
+
+class SignatureInvalid(CMSError):
+    """The messageDigest or the signature does not match."""
+
+
+# -- ASN.1 registrations (extend asn1crypto's tables, never replace them) -----
+
+
+class CAST5CBCParameters(asn1_core.Sequence):
+    """RFC 2144 / RFC 2984: SEQUENCE { iv OCTET STRING DEFAULT 0, keyLength INTEGER }."""
+
+    _fields = [
+        ("iv", asn1_core.OctetString, {"optional": True}),
+        ("key_length", asn1_core.Integer),
+    ]
+
+
+def _register_oid(cls: type, dotted: str, name: str) -> None:
+    cls._map.setdefault(dotted, name)
+    if cls._reverse_map is not None:
+        cls._reverse_map.setdefault(cls._map[dotted], dotted)
+
+
+_register_oid(asn1_algos.EncryptionAlgorithmId, "1.3.6.1.4.1.3029.1.2", "blowfish_cbc")
+_register_oid(asn1_algos.EncryptionAlgorithmId, "1.2.840.113533.7.66.10", "cast5_cbc")
+asn1_algos.EncryptionAlgorithm._oid_specs.setdefault("blowfish_cbc", asn1_core.OctetString)
+asn1_algos.EncryptionAlgorithm._oid_specs.setdefault("cast5_cbc", CAST5CBCParameters)
+
+
+# -- algorithm tables ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CipherSpec:
+    """A CBC content cipher: name, OID, key, block and IV sizes in bytes."""
+
+    name: str
+    oid: str
+    key_size: int
+    block_size: int
+    iv_size: int
+
+    def algorithm(self, key: bytes) -> Any:
+        """The C{cryptography} block cipher for C{key}."""
+        if self.name == "des":
+            # Single DES (dangerous, 56-bit) as TripleDES with K1=K2=K3.
+            return decrepit.TripleDES(key * 3)
+        if self.name == "3des":
+            return decrepit.TripleDES(key)
+        if self.name == "blowfish":
+            return decrepit.Blowfish(key)
+        if self.name == "cast5":
+            return decrepit.CAST5(key)
+        return algorithms.AES(key)
+
+
+CIPHERS: dict[str, CipherSpec] = {
+    c.name: c
+    for c in (
+        CipherSpec("des", "1.3.14.3.2.7", 8, 8, 8),  # DANGEROUS: single DES
+        CipherSpec("3des", "1.2.840.113549.3.7", 24, 8, 8),
+        CipherSpec("aes128", "2.16.840.1.101.3.4.1.2", 16, 16, 16),
+        CipherSpec("aes192", "2.16.840.1.101.3.4.1.22", 24, 16, 16),
+        CipherSpec("aes256", "2.16.840.1.101.3.4.1.42", 32, 16, 16),
+        CipherSpec("blowfish", "1.3.6.1.4.1.3029.1.2", 16, 8, 8),
+        CipherSpec("cast5", "1.2.840.113533.7.66.10", 16, 8, 8),
+    )
+}
+_CIPHERS_BY_OID = {c.oid: c for c in CIPHERS.values()}
+
+
+@dataclass(frozen=True)
+class DigestSpec:
+    """A digest: name, OID, the shaNWithRSAEncryption OID and name."""
+
+    name: str
+    oid: str
+    rsa_oid: str
+    rsa_name: str
+    hash: type[hashes.HashAlgorithm]
+
+
+DIGESTS: dict[str, DigestSpec] = {
+    d.name: d
+    for d in (
+        # DANGEROUS: MD5 is broken; accepted only to verify old Cisco requests.
+        DigestSpec("md5", "1.2.840.113549.2.5", "1.2.840.113549.1.1.4", "md5WithRSAEncryption", hashes.MD5),
+        DigestSpec("sha1", "1.3.14.3.2.26", "1.2.840.113549.1.1.5", "sha1WithRSAEncryption", hashes.SHA1),
+        DigestSpec("sha224", "2.16.840.1.101.3.4.2.4", "1.2.840.113549.1.1.14", "sha224WithRSAEncryption", hashes.SHA224),
+        DigestSpec("sha256", "2.16.840.1.101.3.4.2.1", "1.2.840.113549.1.1.11", "sha256WithRSAEncryption", hashes.SHA256),
+        DigestSpec("sha384", "2.16.840.1.101.3.4.2.2", "1.2.840.113549.1.1.12", "sha384WithRSAEncryption", hashes.SHA384),
+        DigestSpec("sha512", "2.16.840.1.101.3.4.2.3", "1.2.840.113549.1.1.13", "sha512WithRSAEncryption", hashes.SHA512),
+    )
+}
+_DIGESTS_BY_OID = {d.oid: d for d in DIGESTS.values()}
+# Signature algorithm OID -> (conventional name, digest it implies or None).
+SIGNATURE_ALGORITHMS: dict[str, tuple[str, str | None]] = {
+    OID_RSA_ENCRYPTION: ("rsaEncryption", None),
+    "1.3.14.3.2.29": ("sha1WithRSASignature", "sha1"),
+    **{d.rsa_oid: (d.rsa_name, d.name) for d in DIGESTS.values()},
+}
+_SIGNATURE_OIDS_BY_NAME = {name: oid for oid, (name, _) in SIGNATURE_ALGORITHMS.items()}
+KEY_TRANSPORTS = ("rsaes_pkcs1v15", "rsaes_oaep")
+
+
+def cipher_for_oid(oid: str) -> CipherSpec:
+    """The content cipher for a dotted OID, or L{AlgorithmNotSupported}."""
+    try:
+        return _CIPHERS_BY_OID[oid]
+    except KeyError:
+        name = asn1_algos.EncryptionAlgorithmId._map.get(oid)
+        label = f"{name} ({oid})" if name else oid
+        raise AlgorithmNotSupported(f"content cipher {label} not supported") from None
+
+
+def digest_name(oid: str) -> str:
+    """The digest name for a dotted OID, or the OID itself when unknown."""
+    spec = _DIGESTS_BY_OID.get(oid)
+    return spec.name if spec else oid
+
+
+def signature_algorithm_name(oid: str) -> str:
+    """The conventional name of a signature algorithm OID, or the OID itself."""
+    known = SIGNATURE_ALGORITHMS.get(oid)
+    return known[0] if known else oid
+
+
+def digest_spec(name: str) -> DigestSpec:
+    """The digest called C{name}, or L{AlgorithmNotSupported}."""
+    try:
+        return DIGESTS[name]
+    except KeyError:
+        raise AlgorithmNotSupported(f"digest algorithm {name} not supported") from None
+
+
+# -- content encryption and key transport --------------------------------------
+
+
+def encrypt_content(cipher: str, data: bytes) -> tuple[bytes, bytes, bytes]:
+    """Encrypt C{data} under a fresh key: (key, AlgorithmIdentifier DER, ciphertext)."""
+    spec = CIPHERS[cipher]
+    key, iv = os.urandom(spec.key_size), os.urandom(spec.iv_size)
+    padder = padding.PKCS7(spec.block_size * 8).padder()
+    padded = padder.update(data) + padder.finalize()
+    encryptor = Cipher(spec.algorithm(key), modes.CBC(iv)).encryptor()
+    ciphertext = encryptor.update(padded) + encryptor.finalize()
+    params = der_tlv(0x04, iv)
+    if spec.name == "cast5":  # CAST5CBCParameters { iv, keyLength in bits }
+        params = der_tlv(0x30, params + der_tlv(0x02, (spec.key_size * 8).to_bytes(2, "big")))
+    return key, der_tlv(0x30, der_oid(spec.oid) + params), ciphertext
+
+
+def content_cipher(alg: asn1_algos.EncryptionAlgorithm) -> tuple[CipherSpec, bytes]:
+    """The cipher and IV of a content-encryption algorithm identifier."""
+    spec = cipher_for_oid(alg["algorithm"].dotted)
+    params = alg["parameters"]
+    if spec.name == "cast5":
+        iv = params["iv"].native if params["iv"].native is not None else bytes(8)
+    else:
+        iv = params.native
+    if not isinstance(iv, bytes) or len(iv) != spec.iv_size:
+        raise CMSError(f"bad IV for {spec.name}")
+    return spec, iv
+
+
+def decrypt_content(spec: CipherSpec, key: bytes, iv: bytes, ciphertext: bytes) -> bytes:
+    """Decrypt and strictly unpad; every failure is the same L{DecryptionFailed}."""
+    variable = spec.name in ("blowfish", "cast5")
+    if (len(key) != spec.key_size and not (variable and 5 <= len(key) <= 16)) or (
+        not ciphertext or len(ciphertext) % spec.block_size
+    ):
+        raise DecryptionFailed("cannot decrypt the envelope")
+    try:
+        decryptor = Cipher(spec.algorithm(key), modes.CBC(iv)).decryptor()
+        padded = decryptor.update(ciphertext) + decryptor.finalize()
+        unpadder = padding.PKCS7(spec.block_size * 8).unpadder()
+        return unpadder.update(padded) + unpadder.finalize()
+    except ValueError:
+        raise DecryptionFailed("cannot decrypt the envelope") from None
+
+
+def _oaep(hash_name: str, mgf_hash_name: str, label: bytes | None) -> OAEP:
+    return OAEP(MGF1(digest_spec(mgf_hash_name).hash()), digest_spec(hash_name).hash(), label or None)
+
+
+def wrap_key(
+    key_transport: str, public_key: rsa.RSAPublicKey, key: bytes, *, oaep_digest: str = "sha1"
+) -> tuple[bytes, bytes]:
+    """Encrypt a content key to an RSA key: (AlgorithmIdentifier DER, encrypted key)."""
+    if key_transport == "rsaes_pkcs1v15":
+        return der_tlv(0x30, der_oid(OID_RSA_ENCRYPTION) + _NULL), public_key.encrypt(key, PKCS1v15())
+    if key_transport != "rsaes_oaep":
+        raise AlgorithmNotSupported(f"key transport {key_transport} not supported")
+    params = b""  # RSAES-OAEP-params with all defaults (SHA-1, MGF1-SHA-1)
+    if oaep_digest != "sha1":
+        digest = _algorithm_identifier(DIGESTS[oaep_digest].oid)
+        params = der_tlv(0xA0, digest) + der_tlv(0xA1, der_tlv(0x30, der_oid(OID_MGF1) + digest))
+    algorithm = der_tlv(0x30, der_oid(OID_RSAES_OAEP) + der_tlv(0x30, params))
+    return algorithm, public_key.encrypt(key, _oaep(oaep_digest, oaep_digest, None))
+
+
+def key_transport_padding(alg: asn1_cms.KeyEncryptionAlgorithm) -> tuple[str, PKCS1v15 | OAEP]:
+    """The key transport name and padding of an algorithm identifier."""
+    oid = alg["algorithm"].dotted
+    if oid == OID_RSA_ENCRYPTION:
+        return "rsaes_pkcs1v15", PKCS1v15()
+    if oid != OID_RSAES_OAEP:
+        name = asn1_cms.KeyEncryptionAlgorithmId._map.get(oid, oid)
+        raise AlgorithmNotSupported(f"key transport {name} not supported")
+    params = alg["parameters"]
+    if not isinstance(params, asn1_algos.RSAESOAEPParams):
+        return "rsaes_oaep", _oaep("sha1", "sha1", None)  # absent: RFC 4055 defaults
+    mgf = params["mask_gen_algorithm"]
+    if mgf["algorithm"].dotted != OID_MGF1:
+        raise AlgorithmNotSupported(f"OAEP mask generation {mgf['algorithm'].dotted} not supported")
+    label = params["p_source_algorithm"]["parameters"].native
+    return "rsaes_oaep", _oaep(
+        digest_name(params["hash_algorithm"]["algorithm"].dotted),
+        digest_name(mgf["parameters"]["algorithm"].dotted),
+        label,
+    )
+
+
+def unwrap_key(pad: PKCS1v15 | OAEP, private_key: rsa.RSAPrivateKey, encrypted_key: bytes) -> bytes:
+    """Decrypt a content key; any failure is L{DecryptionFailed} without detail."""
+    try:
+        return private_key.decrypt(encrypted_key, pad)
+    except ValueError:
+        raise DecryptionFailed("cannot decrypt the envelope") from None
+
+
+# -- DER/BER writing ---------------------------------------------------------------
+
+
+def der_tlv(tag: int, content: bytes) -> bytes:
+    """One DER TLV with a single-byte tag."""
+    n = len(content)
+    if n < 0x80:
+        return bytes((tag, n)) + content
+    length = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes((tag, 0x80 | len(length))) + length + content
+
+
+def ber_indefinite(tag: int, *parts: bytes) -> bytes:
+    """A constructed BER TLV with indefinite length (ends with end-of-contents)."""
+    return bytes((tag | 0x20, 0x80)) + b"".join(parts) + b"\x00\x00"
+
+
+def ber_octet_string(data: bytes, chunk_size: int = 1000, tag: int = 0x24) -> bytes:
+    """A constructed, indefinite-length OCTET STRING of several primitive chunks."""
+    chunks = [der_tlv(0x04, data[i : i + chunk_size]) for i in range(0, len(data), chunk_size)]
+    return ber_indefinite(tag, *chunks)
+
+
+@functools.lru_cache(maxsize=128)
+def der_oid(dotted: str) -> bytes:
+    """The DER of an OBJECT IDENTIFIER."""
+    return asn1_core.ObjectIdentifier(dotted).dump()
+
+
+def _algorithm_identifier(dotted: str) -> bytes:
+    """AlgorithmIdentifier DER with NULL parameters (the conventional form)."""
+    return der_tlv(0x30, der_oid(dotted) + _NULL)
+
+
+_OID_DATA_DER = der_oid(OID_DATA)
+_NULL = b"\x05\x00"
+_STRING_TAGS = frozenset((4, 12, 18, 19, 20, 22, 26, 28, 30))
+
+
+def ber_to_der(data: bytes) -> bytes:
+    """Re-encode BER as DER: definite lengths, merged universal strings, sorted SETs."""
+    out, end = _ber_to_der(data, 0, 0)
+    if end != len(data):
+        raise CMSError("trailing data after BER value")
+    return out
+
+
+def _ber_to_der(data: bytes, pos: int, depth: int) -> tuple[bytes, int]:
+    if depth > 64:
+        raise CMSError("BER nesting too deep")
+    start = pos
+    first = data[pos]
+    pos += 1
+    if first & 0x1F == 0x1F:
+        while data[pos] & 0x80:
+            pos += 1
+        pos += 1
+    tag = data[start:pos]
+    length_byte = data[pos]
+    pos += 1
+    if length_byte == 0x80:
+        if not first & 0x20:
+            raise CMSError("indefinite length on a primitive value")
+        end = None
+    elif length_byte & 0x80:
+        count = length_byte & 0x7F
+        end = pos + count + int.from_bytes(data[pos : pos + count], "big")
+        pos += count
+        if end > len(data):
+            raise CMSError("BER length beyond the data")
+    else:
+        end = pos + length_byte
+        if end > len(data):
+            raise CMSError("BER length beyond the data")
+    if not first & 0x20:
+        return tag + der_tlv(0, data[pos:end])[1:], end
+    children = []
+    while (end is None and data[pos : pos + 2] != b"\x00\x00") or (end is not None and pos < end):
+        child, pos = _ber_to_der(data, pos, depth + 1)
+        children.append(child)
+    if end is None:
+        end = pos + 2
+    if len(tag) == 1 and first & 0x1F in _STRING_TAGS and first & 0xC0 == 0:
+        merged = b"".join(_primitive_contents(c) for c in children)
+        return der_tlv(first & 0xDF, merged), end
+    if first == 0x31:
+        children.sort()
+    return tag + der_tlv(0, b"".join(children))[1:], end
+
+
+def _primitive_contents(der: bytes) -> bytes:
+    length_byte = der[1]
+    if length_byte & 0x80:
+        return der[2 + (length_byte & 0x7F) :]
+    return der[2:]
+
+
+# -- SignedData and EnvelopedData building -----------------------------------------
+
+
+def _cert_der(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(Encoding.DER)
+
+
+def issuer_and_serial_number(cert: x509.Certificate) -> bytes:
+    """The IssuerAndSerialNumber DER of a certificate, its issuer bytes verbatim."""
+    return _issuer_and_serial_number(_cert_der(cert))
+
+
+@functools.lru_cache(maxsize=256)
+def _issuer_and_serial_number(cert_der: bytes) -> bytes:
+    tbs = asn1_x509.Certificate.load(cert_der)["tbs_certificate"]
+    return der_tlv(0x30, tbs["issuer"].dump() + tbs["serial_number"].dump())
+
+
+def _signed_data(
+    version: int,
+    digest_algorithms: bytes,
+    econtent: bytes | None,
+    certificates: Sequence[bytes],
+    crls: Sequence[bytes],
+    signer_infos: bytes,
+    ber: bool,
+) -> bytes:
+    head = der_tlv(0x02, bytes((version,))) + der_tlv(0x31, digest_algorithms)
+    tail = b""
+    if certificates:
+        tail += der_tlv(0xA0, b"".join(certificates))  # order kept, not DER-sorted
+    if crls:
+        tail += der_tlv(0xA1, b"".join(crls))
+    tail += der_tlv(0x31, signer_infos)
+    if ber:
+        inner = ber_indefinite(0xA0, ber_octet_string(econtent)) if econtent is not None else b""
+        encap = ber_indefinite(0x30, _OID_DATA_DER, inner)
+        body = ber_indefinite(0x30, head, encap, tail)
+        return ber_indefinite(0x30, der_oid(OID_SIGNED_DATA), ber_indefinite(0xA0, body))
+    inner = der_tlv(0xA0, der_tlv(0x04, econtent)) if econtent is not None else b""
+    encap = der_tlv(0x30, _OID_DATA_DER + inner)
+    body = der_tlv(0x30, head + encap + tail)
+    return der_tlv(0x30, der_oid(OID_SIGNED_DATA) + der_tlv(0xA0, body))
+
+
+def degenerate(certificates: Sequence[x509.Certificate], crls: Sequence[bytes] = ()) -> bytes:
+    """A certs-only SignedData ContentInfo (no signers, no content), DER, order kept."""
+    return _signed_data(1, b"", None, [_cert_der(c) for c in certificates], list(crls), b"", False)
+
+
+def attribute(oid: str, value_der: bytes) -> bytes:
+    """One Attribute DER with a single value."""
+    return der_tlv(0x30, der_oid(oid) + der_tlv(0x31, value_der))
+
+
+def _time(when: datetime) -> bytes:
+    when = when.astimezone(timezone.utc)
+    if 1950 <= when.year < 2050:  # RFC 5652 section 11.3: UTCTime in this range
+        return der_tlv(0x17, when.strftime("%y%m%d%H%M%SZ").encode("ascii"))
+    return der_tlv(0x18, when.strftime("%Y%m%d%H%M%SZ").encode("ascii"))
+
+
+def sign_content(
+    econtent: bytes | None,
+    *,
+    signer_certificate: x509.Certificate,
+    signer_key: rsa.RSAPrivateKey,
+    digest: str = "sha256",
+    attributes: Sequence[bytes] = (),
+    signing_time: datetime | None | Literal["omit"] = None,
+    signature_algorithm: str = "rsaEncryption",
+    certificates: Sequence[x509.Certificate] = (),
+    ber: bool = False,
+    subject_key_identifier: bytes | None = None,
+    sort_attributes: bool = True,
+) -> bytes:
+    """
+    A ContentInfo(SignedData) over id-data C{econtent} (absent when None, then
+    the messageDigest is that of no octets), signed with RSA PKCS#1 v1.5.
+
+    Signed attributes (DER-sorted): contentType, messageDigest, signingTime
+    (now unless given or 'omit') and the L{attribute} DERs C{attributes}.
+    C{signature_algorithm} is 'rsaEncryption' or any 'xWithRSAEncryption',
+    which becomes the OID matching C{digest}.  C{certificates} are kept in order.
+    A C{subject_key_identifier} becomes the sid (version 3) instead of the
+    issuerAndSerialNumber; C{sort_attributes} False imitates clients that sign
+    the attributes in the order they send them instead of DER order.
+    """
+    spec = digest_spec(digest)
+    digest_value = hashlib.new(spec.name, econtent or b"").digest()
+    attrs = [
+        attribute(OID_CONTENT_TYPE, _OID_DATA_DER),
+        attribute(OID_MESSAGE_DIGEST, der_tlv(0x04, digest_value)),
+        *attributes,
+    ]
+    if signing_time != "omit":
+        attrs.append(attribute(OID_SIGNING_TIME, _time(signing_time or datetime.now(timezone.utc))))
+    if sort_attributes:
+        attrs.sort()
+    signed_attrs = b"".join(attrs)
+    signature = signer_key.sign(der_tlv(0x31, signed_attrs), PKCS1v15(), spec.hash())
+    if signature_algorithm == "rsaEncryption":
+        sig_oid = OID_RSA_ENCRYPTION
+    elif signature_algorithm.endswith("WithRSAEncryption"):
+        sig_oid = spec.rsa_oid
+    else:
+        sig_oid = _SIGNATURE_OIDS_BY_NAME[signature_algorithm]
+    digest_alg = _algorithm_identifier(spec.oid)
+    if subject_key_identifier is None:
+        version, sid = 1, issuer_and_serial_number(signer_certificate)
+    else:
+        version, sid = 3, der_tlv(0x80, subject_key_identifier)
+    signer_info = der_tlv(
+        0x30,
+        der_tlv(0x02, bytes((version,)))
+        + sid
+        + digest_alg
+        + der_tlv(0xA0, signed_attrs)
+        + _algorithm_identifier(sig_oid)
+        + der_tlv(0x04, signature),
+    )
+    certs = [_cert_der(c) for c in certificates]
+    return _signed_data(version, digest_alg, econtent, certs, (), signer_info, ber)
+
+
+def envelope(
+    content: bytes,
+    recipient_certificate: x509.Certificate,
+    *,
+    cipher: str = "aes128",
+    key_transport: str = "rsaes_pkcs1v15",
+    oaep_digest: str = "sha1",
+    ber: bool = False,
+) -> bytes:
+    """A ContentInfo(EnvelopedData) of id-data C{content} for one RSA recipient."""
+    public_key = recipient_certificate.public_key()
+    if not isinstance(public_key, rsa.RSAPublicKey):
+        raise AlgorithmNotSupported("the recipient certificate has no RSA key")
+    key, content_alg, ciphertext = encrypt_content(cipher, content)
+    key_alg, encrypted_key = wrap_key(key_transport, public_key, key, oaep_digest=oaep_digest)
+    ktri = b"\x02\x01\x00" + issuer_and_serial_number(recipient_certificate) + key_alg
+    recipients = der_tlv(0x31, der_tlv(0x30, ktri + der_tlv(0x04, encrypted_key)))
+    head = _OID_DATA_DER + content_alg
+    if ber:
+        eci = ber_indefinite(0x30, head, ber_octet_string(ciphertext, tag=0xA0))
+        body = ber_indefinite(0x30, b"\x02\x01\x00", recipients, eci)
+        return ber_indefinite(0x30, der_oid(OID_ENVELOPED_DATA), ber_indefinite(0xA0, body))
+    eci = der_tlv(0x30, head + der_tlv(0x80, ciphertext))
+    body = der_tlv(0x30, b"\x02\x01\x00" + recipients + eci)
+    return der_tlv(0x30, der_oid(OID_ENVELOPED_DATA) + der_tlv(0xA0, body))
+
+
+# -- SignedData reading and verification ---------------------------------------------
+
+
+class _RawAttribute(asn1_core.Sequence):
+    _fields = [("type", asn1_core.ObjectIdentifier), ("values", asn1_core.SetOf, {"spec": asn1_core.Any})]
+
+
+class _RawAttributes(asn1_core.SetOf):
+    _child_spec = _RawAttribute
+
+
+@dataclass(frozen=True)
+class SignedContent:
+    """What L{read_signed_data} found: enough to verify the signature later."""
+
+    econtent: bytes | None
+    econtent_type: str
+    certificates: tuple[x509.Certificate, ...]
+    signer_certificate: x509.Certificate
+    digest_algorithm: str
+    signature_algorithm: str
+    signed_attrs: bytes
+    attributes: dict[str, Any]
+    signature: bytes
+    signing_time: datetime | None
+
+
+def load_content_info(data: bytes, expected: str) -> Any:
+    """The content of a ContentInfo of type C{expected} (dotted OID), DER or BER."""
+    info = asn1_cms.ContentInfo.load(data)
+    content_type = info["content_type"].dotted
+    if content_type != expected:
+        name = asn1_cms.ContentType._map.get(content_type, content_type)
+        want = asn1_cms.ContentType._map.get(expected, expected)
+        raise CMSError(f"content type is {name}, not {want}")
+    return info["content"]
+
+
+def read_certificates(signed_data: Any) -> tuple[list[Any], list[bytes]]:
+    """The asn1crypto certificates and the CRL DERs of a SignedData."""
+    certs = [c.chosen for c in signed_data["certificates"] or () if c.name == "certificate"]
+    crls = [c.chosen.dump() for c in signed_data["crls"] or () if c.name == "crl"]
+    return certs, crls
+
+
+def _find_signer(sid: Any, certs: list[Any]) -> Any:
+    if sid.name == "issuer_and_serial_number":
+        issuer, serial = sid.chosen["issuer"], sid.chosen["serial_number"].native
+        for cert in certs:
+            tbs = cert["tbs_certificate"]
+            if tbs["serial_number"].native == serial and (
+                tbs["issuer"].dump() == issuer.dump() or tbs["issuer"] == issuer
+            ):
+                return cert
+    else:
+        ski = sid.chosen.native
+        for cert in certs:
+            if ski in (cert.key_identifier, cert.public_key.sha1):
+                return cert
+    raise CMSError("signer certificate not found in the message")
+
+
+def read_signed_data(data: bytes, *, require_signer: bool = True) -> SignedContent:
+    """Read a ContentInfo(SignedData) with one signerInfo; does not verify it."""
+    signed_data = load_content_info(data, OID_SIGNED_DATA)
+    encap = signed_data["encap_content_info"]
+    content = encap["content"]
+    econtent = None if isinstance(content, asn1_core.Void) else bytes(content)
+    certs, _ = read_certificates(signed_data)
+    signer_infos = signed_data["signer_infos"]
+    if not len(signer_infos):
+        raise CMSError("no signerInfo")
+    signer_info = signer_infos[0]
+    signer = _find_signer(signer_info["sid"], certs)
+    raw_attrs = signer_info["signed_attrs"]
+    if isinstance(raw_attrs, asn1_core.Void):
+        raise CMSError("no signed attributes")
+    signed_attrs = b"\x31" + raw_attrs.dump()[1:]
+    attributes: dict[str, Any] = {}
+    for attr in _RawAttributes.load(signed_attrs):
+        values = attr["values"]
+        if len(values):
+            attributes.setdefault(attr["type"].dotted, values[0])
+    signing_time = None
+    if OID_SIGNING_TIME in attributes:
+        try:
+            signing_time = asn1_cms.Time.load(attributes[OID_SIGNING_TIME].dump()).native
+        except ValueError:
+            signing_time = None
+    loaded = tuple(x509.load_der_x509_certificate(c.dump()) for c in certs)
+    return SignedContent(
+        econtent=econtent,
+        econtent_type=encap["content_type"].dotted,
+        certificates=loaded,
+        signer_certificate=loaded[next(i for i, c in enumerate(certs) if c is signer)],
+        digest_algorithm=digest_name(signer_info["digest_algorithm"]["algorithm"].dotted),
+        signature_algorithm=signature_algorithm_name(signer_info["signature_algorithm"]["algorithm"].dotted),
+        signed_attrs=signed_attrs,
+        attributes=attributes,
+        signature=signer_info["signature"].native,
+        signing_time=signing_time,
+    )
+
+
+def attribute_value(signed: SignedContent, oid: str) -> Any:
+    """The native value of the first value of a signed attribute, or None."""
+    value = signed.attributes.get(oid)
+    return None if value is None else value.parse().native
+
+
+def verify_signed(signed: SignedContent) -> None:
+    """
+    Check the messageDigest against the eContent octets and the RSA PKCS#1 v1.5
+    signature over the signed attributes (as received, then re-encoded as DER).
+    """
+    spec = digest_spec(signed.digest_algorithm)
+    if signed.signature_algorithm not in _SIGNATURE_OIDS_BY_NAME:
+        raise AlgorithmNotSupported(f"signature algorithm {signed.signature_algorithm} not supported")
+    public_key = signed.signer_certificate.public_key()
+    if not isinstance(public_key, rsa.RSAPublicKey):
+        raise AlgorithmNotSupported("only RSA signer keys are supported")
+    content_type = attribute_value(signed, OID_CONTENT_TYPE)
+    if content_type is not None and asn1_cms.ContentType.unmap(content_type) != signed.econtent_type:
+        raise SignatureInvalid("contentType attribute does not match the content")
+    expected = attribute_value(signed, OID_MESSAGE_DIGEST)
+    actual = hashlib.new(spec.name, signed.econtent or b"").digest()
+    if not isinstance(expected, bytes) or not hmac.compare_digest(expected, actual):
+        raise SignatureInvalid("messageDigest does not match the content")
+    for candidate in _signed_attrs_encodings(signed.signed_attrs):
+        try:
+            public_key.verify(signed.signature, candidate, PKCS1v15(), spec.hash())
+            return
+        except InvalidSignature:
+            continue
+    raise SignatureInvalid("signature does not verify")
+
+
+def _signed_attrs_encodings(original: bytes) -> list[bytes]:
+    try:
+        der = ber_to_der(original)
+    except (CMSError, IndexError):
+        return [original]
+    return [original] if der == original else [original, der]

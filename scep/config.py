@@ -1,0 +1,109 @@
+"""
+What both sides read from the config directory: C{system.yaml}, and the
+error every config reader raises.
+
+C{system.yaml}::
+
+    system:
+      server:
+        service:
+          scep:
+            enabled: true       # false: every SCEP URL answers 404
+      database: sqlite:///var/lib/scep/scep.db   # default: <state>/scep.db
+      workers: 2                # default: one per CPU
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+
+class ConfigError(Exception):
+    """A config file is wrong: which file, which key, and what is wrong."""
+
+    def __init__(self, path: str, key: str | None, problem: str) -> None:
+        super().__init__(path, key, problem)
+        self.path = path
+        self.key = key
+        self.problem = problem
+
+    def __str__(self) -> str:
+        where = f"{self.path}: {self.key}" if self.key else self.path
+        return f"{where}: {self.problem}"
+
+
+def load_yaml(path: str) -> Any:
+    """
+    Read one YAML file; a missing file is C{None}.
+
+    @raise ConfigError: when the file cannot be read or parsed.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            return yaml.safe_load(f)
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(path, None, str(e)) from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ConfigError(path, None, f"not valid YAML{where}: {getattr(e, 'problem', e)}") from None
+
+
+def dig(tree: Any, path: str, keys: str) -> Any:
+    """
+    The value at dotted C{keys} in a mapping tree, or C{None}.
+
+    @raise ConfigError: when a level on the way is not a mapping.
+    """
+    node = tree
+    walked = []
+    for key in keys.split("."):
+        if node is None:
+            return None
+        if not isinstance(node, dict):
+            raise ConfigError(path, ".".join(walked) or "(top)", "must be a mapping")
+        node = node.get(key)
+        walked.append(key)
+    return node
+
+
+@dataclass(frozen=True)
+class SystemConfig:
+    """The settings of C{system.yaml} that the processes use at start."""
+
+    enabled: bool
+    database: str | None
+    workers: int | None
+
+
+def load_system(config_dir: str) -> SystemConfig:
+    """
+    Read C{<config_dir>/system.yaml}; a missing file means all defaults.
+
+    @raise ConfigError: for a wrong value.
+    """
+    path = os.path.join(config_dir, "system.yaml")
+    tree = load_yaml(path)
+    enabled = dig(tree, path, "system.server.service.scep.enabled")
+    if enabled is None:
+        enabled = True
+    if not isinstance(enabled, bool):
+        raise ConfigError(path, "system.server.service.scep.enabled", "must be true or false")
+    database = dig(tree, path, "system.database")
+    if database is not None and not isinstance(database, str):
+        raise ConfigError(path, "system.database", "must be a path or a database URL")
+    workers = dig(tree, path, "system.workers")
+    if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
+        raise ConfigError(path, "system.workers", "must be a positive integer")
+    return SystemConfig(enabled=enabled, database=database, workers=workers)
+
+
+def database_url(system: SystemConfig, state_dir: str) -> str:
+    """Where the store is: C{system.database}, else C{<state>/scep.db}."""
+    return system.database or os.path.join(state_dir, "scep.db")

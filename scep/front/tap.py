@@ -1,0 +1,114 @@
+"""
+C{twistd scep}: the untrusted HTTP front, and (without C{--backend}) the
+authority workers it spawns::
+
+    twistd -n scep [--listen ENDPOINT]... [--config DIR] [--state DIR]
+                   [--workers N] [--backend ENDPOINT]
+
+Before it listens, the front checks its own configs (C{system.yaml} and
+every wrapper config) and, when it spawns its workers, runs one authority
+check that opens the store and the keys and creates the embedded default
+realm on the first start.  Anything wrong stops it with one line naming the
+file, the key and the problem.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import Any
+
+from twisted.application import strports
+from twisted.application.service import IService, MultiService
+from twisted.logger import Logger
+
+from scep.config import ConfigError, load_system
+from scep.front.backend import RemoteBackend, WorkerPool
+from scep.front.resource import SCEPResource, make_site
+from scep.front.wrapper import WrapperConfigs
+from scep.usage import OneLineErrors
+
+log = Logger()
+
+
+class Options(OneLineErrors):
+    command = "scep"
+    synopsis = "[--listen ENDPOINT]... [--config DIR] [--state DIR] [--workers N] [--backend ENDPOINT]"
+    optParameters = [
+        ["config", "c", None, "Config directory (default: $SCEP_CONFIG_DIR or ./etc)"],
+        ["state", "s", "./var", "State directory of the spawned workers"],
+        ["workers", "w", None, "Worker processes to spawn (default: system.workers or one per CPU)", int],
+        ["backend", "b", None, "Use the authority at this client endpoint instead of spawning workers"],
+    ]
+    optFlags = [["check-config", None, "Check every config file and exit"]]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["listen"] = []
+
+    def opt_listen(self, endpoint: str) -> None:
+        """HTTP server endpoint, repeatable (default: tcp:8080)."""
+        self["listen"].append(endpoint)
+
+    opt_l = opt_listen
+
+    def postOptions(self) -> None:
+        self["listen"] = self["listen"] or ["tcp:8080"]
+        self["config"] = self["config"] or os.environ.get("SCEP_CONFIG_DIR") or "./etc"
+        if self["workers"] is not None and self["workers"] < 1:
+            raise SystemExit(_fail("--workers must be at least 1"))
+        try:
+            self.system = load_system(self["config"])
+            self.wrappers = WrapperConfigs(os.path.join(self["config"], "scep"))
+            self.wrappers.check_all()
+        except ConfigError as e:
+            raise SystemExit(_fail(str(e))) from None
+        if not self["backend"] or self["check-config"]:
+            _check_authority(self["config"], self["state"])
+        if self["check-config"]:
+            print(f"scep: {self['config']} is fine")
+            raise SystemExit(0)
+
+
+def _fail(text: str) -> int:
+    print(f"scep: {text}", file=sys.stderr)
+    return 1
+
+
+def worker_arguments(config: str, state: str) -> list[str]:
+    return ["-m", "scep.authority.child", "--config", os.path.abspath(config), "--state", os.path.abspath(state)]
+
+
+def _check_authority(config: str, state: str) -> None:
+    """Run one authority check in a child; exit with its one line on failure."""
+    result = subprocess.run(
+        [sys.executable, *worker_arguments(config, state), "--check"],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300,
+    )
+    for line in result.stderr.splitlines():
+        if result.returncode == 0 and line.strip():
+            print(f"scep: {line}")
+    if result.returncode != 0:
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        raise SystemExit(_fail(lines[-1].removeprefix("scep worker: ") if lines else "the authority did not start"))
+
+
+def makeService(options: Options) -> IService:
+    from twisted.internet import reactor
+
+    service = MultiService()
+    backend: Any
+    if options["backend"]:
+        backend = RemoteBackend(reactor, options["backend"])
+    else:
+        count = options["workers"] or options.system.workers or os.cpu_count() or 1
+        backend = WorkerPool(reactor, count, worker_arguments(options["config"], options["state"]))
+    backend.setServiceParent(service)
+    if not options.system.enabled:
+        log.warn("the SCEP service is disabled (system.server.service.scep.enabled: false in "
+                 "{path}); every SCEP URL answers 404", path=os.path.join(options["config"], "system.yaml"))
+    site = make_site(SCEPResource(options.wrappers, backend, enabled=options.system.enabled))
+    for endpoint in options["listen"]:
+        strports.service(endpoint, site).setServiceParent(service)
+    return service

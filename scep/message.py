@@ -1,0 +1,595 @@
+"""
+The SCEP (RFC 8894) pkiMessage codec: bytes in, objects out.
+
+The server side parses a request (L{parse_pki_message}), checks it
+(L{verify_pki_message}), opens its pkcsPKIEnvelope (L{decrypt_message_data})
+and answers with L{build_cert_rep}; the client side (tests, a future client)
+uses L{build_pki_message} and L{parse_cert_rep}.  Errors are of two kinds:
+L{MessageError} when no CertRep can be built at all (answer HTTP 400), and
+L{RequestError} when a signed FAILURE CertRep carrying its failInfo is the
+answer.  The CMS primitives live in L{scep.cms}.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Callable, Literal, Sequence
+
+from asn1crypto import cms as asn1_cms
+from asn1crypto import core as asn1_core
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from scep import cms
+from scep.cms import degenerate as build_degenerate
+
+__all__ = [
+    "CertRep",
+    "Decrypted",
+    "FailInfo",
+    "MessageError",
+    "MessageType",
+    "PKIMessage",
+    "PKIStatus",
+    "RecipientId",
+    "RequestError",
+    "build_cert_rep",
+    "build_degenerate",
+    "build_pki_message",
+    "build_signed_data",
+    "decrypt_message_data",
+    "issuer_and_serial",
+    "issuer_and_subject",
+    "message_recipients",
+    "parse_cert_rep",
+    "parse_degenerate",
+    "parse_issuer_and_serial",
+    "parse_issuer_and_subject",
+    "parse_pki_message",
+    "verify_pki_message",
+    "verify_signed_data",
+]
+
+PrivateKey = rsa.RSAPrivateKey
+
+
+class MessageType(enum.IntEnum):
+    """messageType values (RFC 8894 section 3.2.1.2; 18 and 20's old names)."""
+
+    CertRep = 3
+    RenewalReq = 17
+    UpdateReq = 18
+    PKCSReq = 19
+    CertPoll = 20  # GetCertInitial in the old drafts
+    GetCert = 21
+    GetCRL = 22
+
+
+class PKIStatus(enum.IntEnum):
+    """pkiStatus values."""
+
+    SUCCESS = 0
+    FAILURE = 2
+    PENDING = 3
+
+
+class FailInfo(enum.IntEnum):
+    """failInfo values."""
+
+    badAlg = 0
+    badMessageCheck = 1
+    badRequest = 2
+    badTime = 3
+    badCertId = 4
+
+
+class MessageError(ValueError):
+    """The bytes are not a usable pkiMessage; str() is a one-line reason."""
+
+
+class RequestError(Exception):
+    """The pkiMessage was read but the request is bad: answer a signed FAILURE."""
+
+    def __init__(self, fail_info: FailInfo, text: str) -> None:
+        super().__init__(f"{fail_info.name}: {text}")
+        self.fail_info = fail_info
+        self.text = text
+
+
+# -- SCEP attributes (RFC 8894 section 3.2.1), added to asn1crypto's tables ------
+
+class SetOfPrintableString(asn1_core.SetOf):
+    """SET OF PrintableString: messageType, pkiStatus, failInfo, transactionID."""
+
+    _child_spec = asn1_core.PrintableString
+
+
+class SetOfUTF8String(asn1_core.SetOf):
+    """SET OF UTF8String: failInfoText."""
+
+    _child_spec = asn1_core.UTF8String
+
+
+_SCEP_ATTRIBUTES = {
+    "2.16.840.1.113733.1.9.2": ("scep_message_type", SetOfPrintableString),
+    "2.16.840.1.113733.1.9.3": ("scep_pki_status", SetOfPrintableString),
+    "2.16.840.1.113733.1.9.4": ("scep_fail_info", SetOfPrintableString),
+    "2.16.840.1.113733.1.9.5": ("scep_sender_nonce", asn1_cms.SetOfOctetString),
+    "2.16.840.1.113733.1.9.6": ("scep_recipient_nonce", asn1_cms.SetOfOctetString),
+    "2.16.840.1.113733.1.9.7": ("scep_transaction_id", SetOfPrintableString),
+    "1.3.6.1.5.5.7.24.1": ("scep_fail_info_text", SetOfUTF8String),
+}
+(
+    OID_MESSAGE_TYPE,
+    OID_PKI_STATUS,
+    OID_FAIL_INFO,
+    OID_SENDER_NONCE,
+    OID_RECIPIENT_NONCE,
+    OID_TRANSACTION_ID,
+    OID_FAIL_INFO_TEXT,
+) = _SCEP_ATTRIBUTES
+for _oid, (_name, _spec) in _SCEP_ATTRIBUTES.items():
+    cms._register_oid(asn1_cms.CMSAttributeType, _oid, _name)
+    asn1_cms.CMSAttribute._oid_specs.setdefault(_name, _spec)
+
+_PRINTABLE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 '()+,-./:=?")
+
+
+def _attribute(oid: str, value: str | bytes) -> bytes:
+    """A signed attribute; a string that is no PrintableString goes as UTF8String."""
+    if isinstance(value, bytes):
+        return cms.attribute(oid, cms.der_tlv(0x04, value))
+    if set(value) <= _PRINTABLE and oid != OID_FAIL_INFO_TEXT:
+        return cms.attribute(oid, cms.der_tlv(0x13, value.encode("ascii")))
+    return cms.attribute(oid, cms.der_tlv(0x0C, value.encode("utf-8")))
+
+
+# -- pkiMessage ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PKIMessage:
+    """A parsed pkiMessage; the signature is not verified yet."""
+
+    message_type: int
+    transaction_id: str
+    sender_nonce: bytes
+    recipient_nonce: bytes | None
+    pki_status: int | None
+    fail_info: int | None
+    fail_info_text: str | None
+    signer_certificate: x509.Certificate
+    certificates: tuple[x509.Certificate, ...]
+    digest_algorithm: str
+    signature_algorithm: str
+    signing_time: datetime | None
+    enveloped_data: bytes | None = field(repr=False)
+    _signed: cms.SignedContent = field(repr=False, compare=False)
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return "".join(c if " " <= c <= "~" else "?" for c in text)[:160]
+
+
+def _int_attribute(signed: cms.SignedContent, oid: str, name: str) -> int | None:
+    value = cms.attribute_value(signed, oid)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip().isdigit():
+        raise MessageError(f"invalid {name}")
+    return int(value)
+
+
+def _pki_message(signed: cms.SignedContent) -> PKIMessage:
+    message_type = _int_attribute(signed, OID_MESSAGE_TYPE, "messageType")
+    if message_type is None:
+        raise MessageError("missing messageType")
+    transaction_id = cms.attribute_value(signed, OID_TRANSACTION_ID)
+    if not isinstance(transaction_id, str) or not transaction_id:
+        raise MessageError("missing or invalid transactionID")
+    sender_nonce = cms.attribute_value(signed, OID_SENDER_NONCE)
+    if not isinstance(sender_nonce, bytes) or not sender_nonce:
+        raise MessageError("missing or invalid senderNonce")
+    recipient_nonce = cms.attribute_value(signed, OID_RECIPIENT_NONCE)
+    text = cms.attribute_value(signed, OID_FAIL_INFO_TEXT)
+    return PKIMessage(
+        message_type=message_type,
+        transaction_id=transaction_id,
+        sender_nonce=sender_nonce,
+        recipient_nonce=recipient_nonce if isinstance(recipient_nonce, bytes) else None,
+        pki_status=_int_attribute(signed, OID_PKI_STATUS, "pkiStatus"),
+        fail_info=_int_attribute(signed, OID_FAIL_INFO, "failInfo"),
+        fail_info_text=text if isinstance(text, str) else None,
+        signer_certificate=signed.signer_certificate,
+        certificates=signed.certificates,
+        digest_algorithm=signed.digest_algorithm,
+        signature_algorithm=signed.signature_algorithm,
+        signing_time=signed.signing_time,
+        enveloped_data=signed.econtent or None,
+        _signed=signed,
+    )
+
+
+def parse_pki_message(data: bytes) -> PKIMessage:
+    """
+    Parse a ContentInfo(SignedData) pkiMessage, DER or BER, without verifying
+    the signature; raise L{MessageError}, and only that, if it is unusable.
+    """
+    if not data:
+        raise MessageError("empty pkiMessage")
+    try:
+        return _pki_message(cms.read_signed_data(bytes(data)))
+    except MessageError:
+        raise
+    except cms.CMSError as e:
+        raise MessageError(_one_line(e)) from None
+    except Exception as e:  # noqa: BLE001 - anything from garbage is a bad message
+        raise MessageError(f"malformed pkiMessage: {_one_line(e)}") from None
+
+
+def verify_pki_message(msg: PKIMessage) -> None:
+    """Check the messageDigest and the signature, or raise L{RequestError}."""
+    try:
+        cms.verify_signed(msg._signed)
+    except cms.AlgorithmNotSupported as e:
+        raise RequestError(FailInfo.badAlg, str(e)) from None
+    except cms.CMSError as e:
+        raise RequestError(FailInfo.badMessageCheck, str(e)) from None
+    except Exception as e:  # noqa: BLE001 - a malformed attribute fails the check
+        raise RequestError(FailInfo.badMessageCheck, f"cannot verify: {_one_line(e)}") from None
+
+
+# -- pkcsPKIEnvelope ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RecipientId:
+    """The rid of a KeyTransRecipientInfo."""
+
+    issuer: bytes | None = None
+    serial: int | None = None
+    subject_key_identifier: bytes | None = None
+
+    @classmethod
+    def for_certificate(cls, cert: x509.Certificate) -> RecipientId:
+        """The issuerAndSerialNumber (and SKI, if any) of C{cert}."""
+        issuer, _ = parse_issuer_and_serial(cms.issuer_and_serial_number(cert))
+        return cls(issuer, cert.serial_number, _subject_key_identifier(cert))
+
+    def matches(self, cert: x509.Certificate) -> bool:
+        """Whether this identifies C{cert}."""
+        if self.subject_key_identifier is not None:
+            return self.subject_key_identifier == _subject_key_identifier(cert) or (
+                self.subject_key_identifier == asn1_x509.Certificate.load(cms._cert_der(cert)).public_key.sha1
+            )
+        if self.issuer is None or self.serial != cert.serial_number:
+            return False
+        issuer, _ = parse_issuer_and_serial(cms.issuer_and_serial_number(cert))
+        return issuer == self.issuer or asn1_x509.Name.load(issuer) == asn1_x509.Name.load(self.issuer)
+
+
+def _subject_key_identifier(cert: x509.Certificate) -> bytes | None:
+    try:
+        return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    except x509.ExtensionNotFound:
+        return None
+
+
+def _recipient_infos(msg: PKIMessage) -> tuple[Any, list[tuple[RecipientId, Any]]]:
+    if msg.enveloped_data is None:
+        raise RequestError(FailInfo.badRequest, "the message has no pkcsPKIEnvelope")
+    try:
+        enveloped = cms.load_content_info(msg.enveloped_data, cms.OID_ENVELOPED_DATA)
+        result = []
+        for info in enveloped["recipient_infos"]:
+            if info.name != "ktri":
+                continue
+            rid = info.chosen["rid"]
+            if rid.name == "issuer_and_serial_number":
+                recipient = RecipientId(rid.chosen["issuer"].dump(), rid.chosen["serial_number"].native)
+            else:
+                recipient = RecipientId(subject_key_identifier=rid.chosen.native)
+            result.append((recipient, info.chosen))
+        return enveloped, result
+    except Exception as e:  # noqa: BLE001
+        raise RequestError(FailInfo.badRequest, f"malformed pkcsPKIEnvelope: {_one_line(e)}") from None
+
+
+def message_recipients(msg: PKIMessage) -> list[RecipientId]:
+    """The KeyTransRecipientInfo recipients of the pkcsPKIEnvelope."""
+    return [rid for rid, _ in _recipient_infos(msg)[1]]
+
+
+@dataclass(frozen=True)
+class Decrypted:
+    """The decrypted messageData and the algorithms the client chose."""
+
+    content: bytes
+    cipher: str
+    key_transport: str
+
+
+def decrypt_message_data(
+    msg: PKIMessage, find_key: Callable[[RecipientId], tuple[x509.Certificate, PrivateKey] | None]
+) -> Decrypted:
+    """Open the pkcsPKIEnvelope with the first recipient C{find_key} resolves."""
+    enveloped, recipients = _recipient_infos(msg)
+    for rid, ktri in recipients:
+        found = find_key(rid)
+        if found is None:
+            continue
+        _, private_key = found
+        try:
+            key_transport, pad = cms.key_transport_padding(ktri["key_encryption_algorithm"])
+            eci = enveloped["encrypted_content_info"]
+            spec, iv = cms.content_cipher(eci["content_encryption_algorithm"])
+            ciphertext = eci["encrypted_content"].native or b""
+            encrypted_key = ktri["encrypted_key"].native
+        except cms.AlgorithmNotSupported as e:
+            raise RequestError(FailInfo.badAlg, str(e)) from None
+        except Exception as e:  # noqa: BLE001
+            raise RequestError(FailInfo.badRequest, f"malformed pkcsPKIEnvelope: {_one_line(e)}") from None
+        if not isinstance(private_key, rsa.RSAPrivateKey):
+            raise RequestError(FailInfo.badAlg, "only RSA key transport is supported")
+        try:
+            key = cms.unwrap_key(pad, private_key, encrypted_key)
+            content = cms.decrypt_content(spec, key, iv, ciphertext)
+        except cms.DecryptionFailed:
+            raise RequestError(FailInfo.badMessageCheck, "cannot decrypt the envelope") from None
+        return Decrypted(content, spec.name, key_transport)
+    raise RequestError(FailInfo.badRequest, "message is not encrypted to a certificate of this server")
+
+
+# -- building -------------------------------------------------------------------------
+
+
+def build_cert_rep(
+    *,
+    request: PKIMessage,
+    signer_certificate: x509.Certificate,
+    signer_key: PrivateKey,
+    status: PKIStatus,
+    fail_info: FailInfo | None = None,
+    fail_info_text: str | None = None,
+    certificates: Sequence[x509.Certificate] = (),
+    crls: Sequence[bytes] = (),
+    cipher: str = "aes128",
+    digest: str = "sha256",
+    key_transport: str = "rsaes_pkcs1v15",
+    extra_certificates: Sequence[x509.Certificate] = (),
+) -> bytes:
+    """
+    A signed CertRep answering C{request}, DER.  SUCCESS envelopes a degenerate
+    SignedData of C{certificates} and C{crls} to the request's signer
+    certificate; FAILURE (failInfo defaults to badRequest) and PENDING carry no
+    content.
+    """
+    status = PKIStatus(status)
+    attributes = [
+        _attribute(OID_MESSAGE_TYPE, str(int(MessageType.CertRep))),
+        _attribute(OID_PKI_STATUS, str(int(status))),
+        _attribute(OID_TRANSACTION_ID, request.transaction_id),
+        _attribute(OID_SENDER_NONCE, os.urandom(16)),
+        _attribute(OID_RECIPIENT_NONCE, request.sender_nonce),
+    ]
+    econtent = None
+    if status == PKIStatus.FAILURE:
+        failure = FailInfo.badRequest if fail_info is None else FailInfo(fail_info)
+        attributes.append(_attribute(OID_FAIL_INFO, str(int(failure))))
+        if fail_info_text is not None:
+            attributes.append(_attribute(OID_FAIL_INFO_TEXT, fail_info_text))
+    elif status == PKIStatus.SUCCESS:
+        econtent = cms.envelope(
+            build_degenerate(certificates, crls),
+            request.signer_certificate,
+            cipher=cipher,
+            key_transport=key_transport,
+        )
+    return cms.sign_content(
+        econtent,
+        signer_certificate=signer_certificate,
+        signer_key=signer_key,
+        digest=digest,
+        attributes=attributes,
+        certificates=[signer_certificate, *extra_certificates],
+    )
+
+
+def build_pki_message(
+    *,
+    message_type: int,
+    message_data: bytes | None,
+    recipient_certificate: x509.Certificate | None,
+    signer_certificate: x509.Certificate,
+    signer_key: PrivateKey,
+    transaction_id: str,
+    sender_nonce: bytes | None = None,
+    cipher: str = "aes128",
+    digest: str = "sha256",
+    key_transport: str = "rsaes_pkcs1v15",
+    signing_time: datetime | None | Literal["omit"] = None,
+    signature_algorithm: str = "rsaEncryption",
+    ber: bool = False,
+    extra_certificates: Sequence[x509.Certificate] = (),
+    envelope: bytes | None = None,
+    oaep_digest: str = "sha1",
+) -> bytes:
+    """
+    What a SCEP client sends.  C{message_data} (PKCS#10, IssuerAndSerialNumber
+    or IssuerAndSubject DER) is enveloped to C{recipient_certificate}; None
+    omits the envelope, and C{envelope} puts given bytes in its place.
+    C{ber} sends indefinite lengths and chunked OCTET STRINGs, as Apple and
+    jscep do.  C{signing_time} None means now, 'omit' leaves it out.
+    """
+    if envelope is None and message_data is not None:
+        if recipient_certificate is None:
+            raise ValueError("recipient_certificate is needed to envelope message_data")
+        envelope = cms.envelope(
+            message_data,
+            recipient_certificate,
+            cipher=cipher,
+            key_transport=key_transport,
+            oaep_digest=oaep_digest,
+            ber=ber,
+        )
+    attributes = [
+        _attribute(OID_MESSAGE_TYPE, str(int(message_type))),
+        _attribute(OID_TRANSACTION_ID, transaction_id),
+        _attribute(OID_SENDER_NONCE, os.urandom(16) if sender_nonce is None else sender_nonce),
+    ]
+    return cms.sign_content(
+        envelope,
+        signer_certificate=signer_certificate,
+        signer_key=signer_key,
+        digest=digest,
+        attributes=attributes,
+        signing_time=signing_time,
+        signature_algorithm=signature_algorithm,
+        certificates=[signer_certificate, *extra_certificates],
+        ber=ber,
+    )
+
+
+def build_signed_data(
+    content: bytes,
+    *,
+    signer_certificate: x509.Certificate,
+    signer_key: PrivateKey,
+    digest: str = "sha256",
+    extra_certificates: Sequence[x509.Certificate] = (),
+) -> bytes:
+    """A SignedData over id-data C{content} (GetNextCACert), DER."""
+    return cms.sign_content(
+        content,
+        signer_certificate=signer_certificate,
+        signer_key=signer_key,
+        digest=digest,
+        certificates=[signer_certificate, *extra_certificates],
+    )
+
+
+def verify_signed_data(data: bytes) -> tuple[bytes, x509.Certificate]:
+    """The content and signer of a SignedData signed by its embedded signer."""
+    try:
+        signed = cms.read_signed_data(data)
+        cms.verify_signed(signed)
+    except Exception as e:  # noqa: BLE001
+        raise MessageError(_one_line(e)) from None
+    return signed.econtent or b"", signed.signer_certificate
+
+
+def parse_degenerate(data: bytes) -> tuple[list[x509.Certificate], list[bytes]]:
+    """The certificates (in order) and CRL DERs of a degenerate SignedData."""
+    try:
+        certs, crls = cms.read_certificates(cms.load_content_info(data, cms.OID_SIGNED_DATA))
+        return [x509.load_der_x509_certificate(c.dump()) for c in certs], crls
+    except Exception as e:  # noqa: BLE001
+        raise MessageError(f"malformed degenerate PKCS#7: {_one_line(e)}") from None
+
+
+@dataclass(frozen=True)
+class CertRep:
+    """A verified and decrypted CertRep, as a client sees it."""
+
+    status: PKIStatus
+    fail_info: FailInfo | None
+    fail_info_text: str | None
+    transaction_id: str
+    sender_nonce: bytes
+    recipient_nonce: bytes | None
+    certificates: list[x509.Certificate]
+    crls: list[bytes]
+    signer_certificate: x509.Certificate
+    cipher: str | None
+    digest: str
+    message_type: int
+
+
+def parse_cert_rep(data: bytes, *, recipient_key: PrivateKey, recipient_certificate: x509.Certificate) -> CertRep:
+    """Verify a CertRep, decrypt a SUCCESS envelope and read the certificates."""
+    msg = parse_pki_message(data)
+    try:
+        verify_pki_message(msg)
+        status = PKIStatus(msg.pki_status)
+        fail_info = None if msg.fail_info is None else FailInfo(msg.fail_info)
+    except (RequestError, ValueError) as e:
+        raise MessageError(f"bad CertRep: {e}") from None
+    certificates: list[x509.Certificate] = []
+    crls: list[bytes] = []
+    cipher = None
+    if status == PKIStatus.SUCCESS:
+        mine = RecipientId.for_certificate(recipient_certificate)
+
+        def find_key(rid: RecipientId) -> tuple[x509.Certificate, PrivateKey] | None:
+            if rid == mine or rid.matches(recipient_certificate):
+                return recipient_certificate, recipient_key
+            return None
+
+        try:
+            decrypted = decrypt_message_data(msg, find_key)
+        except RequestError as e:
+            raise MessageError(f"bad CertRep: {e}") from None
+        cipher = decrypted.cipher
+        certificates, crls = parse_degenerate(decrypted.content)
+    return CertRep(
+        status=status,
+        fail_info=fail_info,
+        fail_info_text=msg.fail_info_text,
+        transaction_id=msg.transaction_id,
+        sender_nonce=msg.sender_nonce,
+        recipient_nonce=msg.recipient_nonce,
+        certificates=certificates,
+        crls=crls,
+        signer_certificate=msg.signer_certificate,
+        cipher=cipher,
+        digest=msg.digest_algorithm,
+        message_type=msg.message_type,
+    )
+
+
+# -- messageData of GetCert, GetCRL and CertPoll ---------------------------------------
+
+
+class IssuerAndSubject(asn1_core.Sequence):
+    """RFC 8894 section 3.3.3: IssuerAndSubject ::= SEQUENCE { issuer Name, subject Name }."""
+
+    _fields = [("issuer", asn1_x509.Name), ("subject", asn1_x509.Name)]
+
+
+def issuer_and_serial(certificate: x509.Certificate) -> bytes:
+    """The IssuerAndSerialNumber DER of C{certificate} (GetCert, GetCRL)."""
+    return cms.issuer_and_serial_number(certificate)
+
+
+def parse_issuer_and_serial(data: bytes) -> tuple[bytes, int]:
+    """(issuer Name DER, serial) of an IssuerAndSerialNumber."""
+    try:
+        isn = asn1_cms.IssuerAndSerialNumber.load(data, strict=True)
+        issuer = isn["issuer"]
+        issuer.native  # noqa: B018 - force a full parse
+        return issuer.dump(), int(isn["serial_number"].native)
+    except Exception as e:  # noqa: BLE001
+        raise RequestError(FailInfo.badRequest, f"malformed IssuerAndSerialNumber: {_one_line(e)}") from None
+
+
+def issuer_and_subject(issuer_name_der: bytes, subject_name_der: bytes) -> bytes:
+    """The IssuerAndSubject DER (CertPoll) of two Name DERs."""
+    return IssuerAndSubject(
+        {"issuer": asn1_x509.Name.load(issuer_name_der), "subject": asn1_x509.Name.load(subject_name_der)}
+    ).dump()
+
+
+def parse_issuer_and_subject(data: bytes) -> tuple[bytes, bytes]:
+    """(issuer Name DER, subject Name DER) of an IssuerAndSubject."""
+    try:
+        ias = IssuerAndSubject.load(data, strict=True)
+        issuer, subject = ias["issuer"], ias["subject"]
+        issuer.native, subject.native  # noqa: B018 - force a full parse
+        return issuer.dump(), subject.dump()
+    except Exception as e:  # noqa: BLE001
+        raise RequestError(FailInfo.badRequest, f"malformed IssuerAndSubject: {_one_line(e)}") from None

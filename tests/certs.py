@@ -1,0 +1,147 @@
+"""
+Throwaway keys, certificates and CSRs for the tests, made at test time.
+
+RSA key generation dominates test time, so L{cached_key} keeps a few keys per
+process; use L{make_key} when a fresh key matters.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import AttributeOID, NameOID
+
+_KEYS: dict[str, rsa.RSAPrivateKey] = {}
+
+
+def make_key(bits: int = 2048) -> rsa.RSAPrivateKey:
+    """A fresh RSA private key."""
+    return rsa.generate_private_key(public_exponent=65537, key_size=bits)
+
+
+def cached_key(label: str) -> rsa.RSAPrivateKey:
+    """The RSA-2048 key called C{label}, generated once per process."""
+    if label not in _KEYS:
+        _KEYS[label] = make_key()
+    return _KEYS[label]
+
+
+def name(common_name: str) -> x509.Name:
+    """A Name with an organisation and the given common name."""
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "SCEP Test"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
+
+
+def _key_usage(
+    *,
+    digital_signature: bool = False,
+    key_encipherment: bool = False,
+    key_cert_sign: bool = False,
+) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=digital_signature,
+        content_commitment=False,
+        key_encipherment=key_encipherment,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=key_cert_sign,
+        crl_sign=key_cert_sign,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def _builder(subject: x509.Name, issuer: x509.Name, public_key: rsa.RSAPublicKey) -> x509.CertificateBuilder:
+    now = datetime.now(timezone.utc)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=30))
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+    )
+
+
+def make_ca(key: rsa.RSAPrivateKey, common_name: str = "Test CA") -> x509.Certificate:
+    """A self-signed CA certificate (keyCertSign, cRLSign, digitalSignature, keyEncipherment)."""
+    subject = name(common_name)
+    return (
+        _builder(subject, subject, key.public_key())
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            _key_usage(digital_signature=True, key_encipherment=True, key_cert_sign=True),
+            critical=True,
+        )
+        .sign(key, hashes.SHA256())
+    )
+
+
+def make_certificate(
+    key: rsa.RSAPrivateKey,
+    common_name: str,
+    ca_certificate: x509.Certificate,
+    ca_key: rsa.RSAPrivateKey,
+    *,
+    digital_signature: bool = True,
+    key_encipherment: bool = True,
+) -> x509.Certificate:
+    """A leaf certificate for C{key} signed by the CA, with the given key usage."""
+    return (
+        _builder(name(common_name), ca_certificate.subject, key.public_key())
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            _key_usage(digital_signature=digital_signature, key_encipherment=key_encipherment),
+            critical=True,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+
+
+def make_self_signed(key: rsa.RSAPrivateKey, common_name: str = "client") -> x509.Certificate:
+    """A SCEP client's throwaway self-signed certificate (digitalSignature, keyEncipherment)."""
+    subject = name(common_name)
+    return (
+        _builder(subject, subject, key.public_key())
+        .add_extension(_key_usage(digital_signature=True, key_encipherment=True), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+
+
+def make_csr(
+    key: rsa.RSAPrivateKey,
+    common_name: str = "client",
+    challenge_password: str | None = None,
+) -> x509.CertificateSigningRequest:
+    """A CSR for C{key}, with a challengePassword attribute when given."""
+    builder = x509.CertificateSigningRequestBuilder().subject_name(name(common_name))
+    if challenge_password is not None:
+        builder = builder.add_attribute(AttributeOID.CHALLENGE_PASSWORD, challenge_password.encode("utf-8"))
+    return builder.sign(key, hashes.SHA256())
+
+
+def make_crl(ca_certificate: x509.Certificate, ca_key: rsa.RSAPrivateKey, revoked: tuple[int, ...] = ()) -> bytes:
+    """A DER CRL of the CA revoking the given serials."""
+    now = datetime.now(timezone.utc)
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca_certificate.subject)
+        .last_update(now)
+        .next_update(now + timedelta(days=1))
+    )
+    for serial in revoked:
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(now).build()
+        )
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return builder.sign(ca_key, hashes.SHA256()).public_bytes(Encoding.DER)
