@@ -329,7 +329,7 @@ def _transaction(ctx: Context) -> Any:
 
 
 def cmd_request_list(ctx: Context) -> None:
-    rows = ctx.store.list_transactions(realm=ctx.realm_name, status=ctx.args.state, limit=ctx.args.limit)
+    rows = ctx.store.list_transactions(realm=ctx.realm_name, status=ctx.args.state_filter, limit=ctx.args.limit)
     ctx.out(rows, lambda: "\n".join(
         f"{r.transaction_id}  {r.status:<8}  {r.mode:<8}  {when(r.created)}  {r.subject}"
         + (f"  ({r.reason})" if r.reason else "") for r in rows) or "(none)")
@@ -414,30 +414,48 @@ def cmd_config_check(ctx: Context) -> None:
     ctx.out({"ok": True}, lambda: f"{ctx.config_dir}: {len(endpoints)} endpoints, {len(realms)} realms, all fine")
 
 
-def parser() -> argparse.ArgumentParser:
+def _common(defaults: bool, state: bool = True) -> argparse.ArgumentParser:
+    """
+    The options every command takes.  Below a subcommand their defaults are
+    suppressed, so that C{scepadm --state DIR request list} keeps DIR.
+    """
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", help="config directory (default: $SCEP_CONFIG_DIR or ./etc)")
-    common.add_argument("--state", default="./var", help="state directory (default: ./var)")
-    common.add_argument("--realm", default=None, help="realm (default: democa)")
-    common.add_argument("--json", action="store_true", help="print JSON for scripts")
 
-    top = argparse.ArgumentParser(prog="scepadm", description=__doc__.split("\n\n")[0].strip(),
-                                  parents=[common])
+    def default(value: Any) -> Any:
+        return value if defaults else argparse.SUPPRESS
+
+    common.add_argument("--config", default=default(None),
+                        help="config directory (default: $SCEP_CONFIG_DIR or ./etc)")
+    if state:
+        common.add_argument("--state", default=default("./var"), help="state directory (default: ./var)")
+    common.add_argument("--realm", default=default(None), help="realm (default: democa)")
+    common.add_argument("--json", action="store_true", default=default(False), help="print JSON for scripts")
+    return common
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="scepadm", description="The operator's command line of the scep server.",
+                                  parents=[_common(True)])
+    common = _common(False)
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(parent: Any, name: str, func: Callable[[Context], None], help: str) -> argparse.ArgumentParser:
-        p = parent.add_parser(name, parents=[common], help=help)
+    def command(parent: Any, name: str, func: Callable[[Context], None], help: str,
+                parents: list[argparse.ArgumentParser] | None = None) -> argparse.ArgumentParser:
+        p = parent.add_parser(name, parents=parents or [common], help=help)
         p.set_defaults(func=func)
         return p
 
+    def group(name: str, help: str) -> Any:
+        return sub.add_parser(name, help=help).add_subparsers(dest="action", required=True, metavar="ACTION")
+
     command(sub, "init", cmd_init, "create a realm's root, issuing CA and RA")
 
-    token = sub.add_parser("token", help="token generations").add_subparsers(dest="action", required=True)
+    token = group("token", "token generations")
     p = command(token, "add", cmd_token_add, "make a new RA or issuing-CA generation")
     p.add_argument("--type", required=True, choices=["scep", "ca-signer"])
-    p.add_argument("--notbefore")
+    p.add_argument("--notbefore", help="start of the alias window (default: the certificate's)")
 
-    cert = sub.add_parser("certificate", help="certificates").add_subparsers(dest="action", required=True)
+    cert = group("certificate", "certificates")
     p = command(cert, "import", cmd_certificate_import, "import certificates from a PEM or DER file")
     p.add_argument("--file", required=True)
     p = command(cert, "list", cmd_certificate_list, "list certificates")
@@ -450,32 +468,26 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--reason", default="unspecified")
     p.add_argument("--at", help="revocation time (default: now)")
 
-    p = sub.add_parser("alias", parents=[common], help="list aliases, or add one with --identifier/--file")
+    alias_options = argparse.ArgumentParser(add_help=False)
+    for name in ("--identifier", "--file", "--alias", "--notbefore", "--notafter"):
+        alias_options.add_argument(name)
+    alias_options.add_argument("--token", "--group", dest="token", help="root | ca-signer | scep")
+    p = sub.add_parser("alias", parents=[common, alias_options],
+                       help="list aliases, or add one with --identifier or --file")
     p.set_defaults(func=cmd_alias)
-    p.add_argument("--token", "--group", dest="token", choices=None)
-    p.add_argument("--identifier")
-    p.add_argument("--file")
-    p.add_argument("--alias")
-    p.add_argument("--notbefore")
-    p.add_argument("--notafter")
-    p.set_defaults(group=None)
-    alias = p.add_subparsers(dest="action")
-    q = command(alias, "add", cmd_alias_add, "add an alias")
-    for name in ("--token", "--identifier", "--file", "--alias", "--notbefore", "--notafter"):
-        q.add_argument(name)
-    q.set_defaults(group=None)
-    q = command(alias, "list", cmd_alias_list, "list aliases")
-    q.set_defaults(group=None)
-    q = command(alias, "update", cmd_alias_update, "change an alias's notbefore/notafter")
-    q.add_argument("--alias", required=True)
-    q.add_argument("--notbefore")
-    q.add_argument("--notafter")
-    q = command(alias, "remove", cmd_alias_remove, "remove an alias")
-    q.add_argument("--alias", required=True)
+    alias = p.add_subparsers(dest="action", metavar="ACTION")
+    command(alias, "add", cmd_alias_add, "add an alias", [common, alias_options])
+    command(alias, "list", cmd_alias_list, "list aliases", [common, alias_options])
+    q = command(alias, "update", cmd_alias_update, "change an alias's notbefore/notafter",
+                [common, alias_options])
+    q.set_defaults(func=cmd_alias_update)
+    command(alias, "remove", cmd_alias_remove, "remove an alias", [common, alias_options])
 
-    req = sub.add_parser("request", help="SCEP transactions").add_subparsers(dest="action", required=True)
-    p = command(req, "list", cmd_request_list, "list requests")
-    p.add_argument("--state", dest="state_filter", choices=["pending", "approved", "issued", "rejected", "failed"])
+    req = group("request", "SCEP transactions")
+    p = command(req, "list", cmd_request_list, "list requests", [_common(False, state=False)])
+    p.add_argument("--state", dest="state_filter",
+                   choices=["pending", "approved", "issued", "rejected", "failed"],
+                   help="only requests in this state (the state directory goes before the subcommand)")
     p.add_argument("--limit", type=int, default=100)
     for name, func, help in (("show", cmd_request_show, "show a request"),
                              ("approve", cmd_request_approve, "approve a pending request"),
@@ -485,14 +497,14 @@ def parser() -> argparse.ArgumentParser:
         if name == "reject":
             p.add_argument("--reason")
 
-    crl = sub.add_parser("crl", help="CRLs").add_subparsers(dest="action", required=True)
+    crl = group("crl", "CRLs")
     command(crl, "issue", cmd_crl_issue, "sign a new CRL with each active issuing CA")
 
     p = command(sub, "audit", cmd_audit, "show the audit log")
-    p.add_argument("--since")
+    p.add_argument("--since", help="YYYY-MM-DD [HH:MM:SS] (UTC)")
     p.add_argument("--limit", type=int, default=1000)
 
-    config = sub.add_parser("config", help="configuration").add_subparsers(dest="action", required=True)
+    config = group("config", "configuration")
     command(config, "check", cmd_config_check, "check every config file")
     return top
 
@@ -501,11 +513,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     args.realm_given = args.realm
     args.realm = args.realm or "democa"
-    if getattr(args, "state_filter", None) is not None or args.command == "request":
-        args.state_filter = getattr(args, "state_filter", None)
+    for name, default in (("token", None), ("group", None), ("identifier", None), ("file", None),
+                          ("alias", None), ("notbefore", None), ("notafter", None)):
+        if not hasattr(args, name):
+            setattr(args, name, default)
     ctx = Context(args)
-    if args.command == "request" and args.action == "list":
-        args.state = args.state if isinstance(args.state, str) else "./var"
     try:
         args.func(ctx)
     except (Refused, ConfigError, StoreError, TokenError) as e:

@@ -20,9 +20,10 @@ import functools
 import hashlib
 import hmac
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Literal, Sequence
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 from asn1crypto import algos as asn1_algos
 from asn1crypto import cms as asn1_cms
@@ -76,7 +77,7 @@ class CAST5CBCParameters(asn1_core.Sequence):
     ]
 
 
-def _register_oid(cls: type, dotted: str, name: str) -> None:
+def _register_oid(cls: Any, dotted: str, name: str) -> None:
     cls._map.setdefault(dotted, name)
     if cls._reverse_map is not None:
         cls._reverse_map.setdefault(cls._map[dotted], dotted)
@@ -132,25 +133,29 @@ _CIPHERS_BY_OID = {c.oid: c for c in CIPHERS.values()}
 
 @dataclass(frozen=True)
 class DigestSpec:
-    """A digest: name, OID, the shaNWithRSAEncryption OID and name."""
+    """A digest: name, OID, the OID of RSA PKCS#1 v1.5 with it, and its hash."""
 
     name: str
     oid: str
     rsa_oid: str
-    rsa_name: str
     hash: type[hashes.HashAlgorithm]
+
+    @property
+    def rsa_name(self) -> str:
+        """The conventional name of RSA with this digest, e.g. sha256WithRSAEncryption."""
+        return f"{self.name}WithRSAEncryption"
 
 
 DIGESTS: dict[str, DigestSpec] = {
     d.name: d
     for d in (
         # DANGEROUS: MD5 is broken; accepted only to verify old Cisco requests.
-        DigestSpec("md5", "1.2.840.113549.2.5", "1.2.840.113549.1.1.4", "md5WithRSAEncryption", hashes.MD5),
-        DigestSpec("sha1", "1.3.14.3.2.26", "1.2.840.113549.1.1.5", "sha1WithRSAEncryption", hashes.SHA1),
-        DigestSpec("sha224", "2.16.840.1.101.3.4.2.4", "1.2.840.113549.1.1.14", "sha224WithRSAEncryption", hashes.SHA224),
-        DigestSpec("sha256", "2.16.840.1.101.3.4.2.1", "1.2.840.113549.1.1.11", "sha256WithRSAEncryption", hashes.SHA256),
-        DigestSpec("sha384", "2.16.840.1.101.3.4.2.2", "1.2.840.113549.1.1.12", "sha384WithRSAEncryption", hashes.SHA384),
-        DigestSpec("sha512", "2.16.840.1.101.3.4.2.3", "1.2.840.113549.1.1.13", "sha512WithRSAEncryption", hashes.SHA512),
+        DigestSpec("md5", "1.2.840.113549.2.5", "1.2.840.113549.1.1.4", hashes.MD5),
+        DigestSpec("sha1", "1.3.14.3.2.26", "1.2.840.113549.1.1.5", hashes.SHA1),
+        DigestSpec("sha224", "2.16.840.1.101.3.4.2.4", "1.2.840.113549.1.1.14", hashes.SHA224),
+        DigestSpec("sha256", "2.16.840.1.101.3.4.2.1", "1.2.840.113549.1.1.11", hashes.SHA256),
+        DigestSpec("sha384", "2.16.840.1.101.3.4.2.2", "1.2.840.113549.1.1.12", hashes.SHA384),
+        DigestSpec("sha512", "2.16.840.1.101.3.4.2.3", "1.2.840.113549.1.1.13", hashes.SHA512),
     )
 }
 _DIGESTS_BY_OID = {d.oid: d for d in DIGESTS.values()}
@@ -331,7 +336,10 @@ _STRING_TAGS = frozenset((4, 12, 18, 19, 20, 22, 26, 28, 30))
 
 def ber_to_der(data: bytes) -> bytes:
     """Re-encode BER as DER: definite lengths, merged universal strings, sorted SETs."""
-    out, end = _ber_to_der(data, 0, 0)
+    try:
+        out, end = _ber_to_der(data, 0, 0)
+    except IndexError:
+        raise CMSError("truncated BER") from None
     if end != len(data):
         raise CMSError("trailing data after BER value")
     return out
@@ -365,6 +373,7 @@ def _ber_to_der(data: bytes, pos: int, depth: int) -> tuple[bytes, int]:
         if end > len(data):
             raise CMSError("BER length beyond the data")
     if not first & 0x20:
+        assert end is not None  # primitive values have a definite length (checked above)
         return tag + der_tlv(0, data[pos:end])[1:], end
     children = []
     while (end is None and data[pos : pos + 2] != b"\x00\x00") or (end is not None and pos < end):
@@ -443,7 +452,7 @@ def attribute(oid: str, value_der: bytes) -> bytes:
 
 
 def _time(when: datetime) -> bytes:
-    when = when.astimezone(timezone.utc)
+    when = when.astimezone(UTC)
     if 1950 <= when.year < 2050:  # RFC 5652 section 11.3: UTCTime in this range
         return der_tlv(0x17, when.strftime("%y%m%d%H%M%SZ").encode("ascii"))
     return der_tlv(0x18, when.strftime("%Y%m%d%H%M%SZ").encode("ascii"))
@@ -483,7 +492,7 @@ def sign_content(
         *attributes,
     ]
     if signing_time != "omit":
-        attrs.append(attribute(OID_SIGNING_TIME, _time(signing_time or datetime.now(timezone.utc))))
+        attrs.append(attribute(OID_SIGNING_TIME, _time(signing_time or datetime.now(UTC))))
     if sort_attributes:
         attrs.sort()
     signed_attrs = b"".join(attrs)
@@ -601,7 +610,7 @@ def _find_signer(sid: Any, certs: list[Any]) -> Any:
     raise CMSError("signer certificate not found in the message")
 
 
-def read_signed_data(data: bytes, *, require_signer: bool = True) -> SignedContent:
+def read_signed_data(data: bytes) -> SignedContent:
     """Read a ContentInfo(SignedData) with one signerInfo; does not verify it."""
     signed_data = load_content_info(data, OID_SIGNED_DATA)
     encap = signed_data["encap_content_info"]
@@ -679,6 +688,6 @@ def verify_signed(signed: SignedContent) -> None:
 def _signed_attrs_encodings(original: bytes) -> list[bytes]:
     try:
         der = ber_to_der(original)
-    except (CMSError, IndexError):
+    except CMSError:
         return [original]
     return [original] if der == original else [original, der]

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import enum
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Literal
 
 from asn1crypto import cms as asn1_cms
 from asn1crypto import core as asn1_core
@@ -26,33 +27,6 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from scep import cms
 from scep.cms import degenerate as build_degenerate
-
-__all__ = [
-    "CertRep",
-    "Decrypted",
-    "FailInfo",
-    "MessageError",
-    "MessageType",
-    "PKIMessage",
-    "PKIStatus",
-    "RecipientId",
-    "RequestError",
-    "build_cert_rep",
-    "build_degenerate",
-    "build_pki_message",
-    "build_signed_data",
-    "decrypt_message_data",
-    "issuer_and_serial",
-    "issuer_and_subject",
-    "message_recipients",
-    "parse_cert_rep",
-    "parse_degenerate",
-    "parse_issuer_and_serial",
-    "parse_issuer_and_subject",
-    "parse_pki_message",
-    "verify_pki_message",
-    "verify_signed_data",
-]
 
 PrivateKey = rsa.RSAPrivateKey
 
@@ -101,6 +75,7 @@ class RequestError(Exception):
 
 
 # -- SCEP attributes (RFC 8894 section 3.2.1), added to asn1crypto's tables ------
+
 
 class SetOfPrintableString(asn1_core.SetOf):
     """SET OF PrintableString: messageType, pkiStatus, failInfo, transactionID."""
@@ -510,12 +485,14 @@ class CertRep:
     message_type: int
 
 
-def parse_cert_rep(data: bytes, *, recipient_key: PrivateKey, recipient_certificate: x509.Certificate) -> CertRep:
+def parse_cert_rep(
+    data: bytes, *, recipient_key: PrivateKey, recipient_certificate: x509.Certificate
+) -> CertRep:
     """Verify a CertRep, decrypt a SUCCESS envelope and read the certificates."""
     msg = parse_pki_message(data)
     try:
         verify_pki_message(msg)
-        status = PKIStatus(msg.pki_status)
+        status = PKIStatus(-1 if msg.pki_status is None else msg.pki_status)
         fail_info = None if msg.fail_info is None else FailInfo(msg.fail_info)
     except (RequestError, ValueError) as e:
         raise MessageError(f"bad CertRep: {e}") from None

@@ -7,7 +7,7 @@ process; use L{make_key} when a fresh key matters.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -59,7 +59,7 @@ def _key_usage(
 
 
 def _builder(subject: x509.Name, issuer: x509.Name, public_key: rsa.RSAPublicKey) -> x509.CertificateBuilder:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -129,9 +129,11 @@ def make_csr(
     return builder.sign(key, hashes.SHA256())
 
 
-def make_crl(ca_certificate: x509.Certificate, ca_key: rsa.RSAPrivateKey, revoked: tuple[int, ...] = ()) -> bytes:
+def make_crl(
+    ca_certificate: x509.Certificate, ca_key: rsa.RSAPrivateKey, revoked: tuple[int, ...] = ()
+) -> bytes:
     """A DER CRL of the CA revoking the given serials."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     builder = (
         x509.CertificateRevocationListBuilder()
         .issuer_name(ca_certificate.subject)

@@ -235,7 +235,7 @@ class Enrollment:
         if wanted is not None:
             profile = self.server.profile_map.get(wanted)
             if profile is None:
-                raise RequestError(FailInfo.badRequest, f"profile {wanted!r} is not mapped on this server")
+                raise RequestError(FailInfo.badRequest, "the requested profile (url_profile) is not mapped on this server")
             return profile
         try:
             extension = csr.extensions.get_extension_for_oid(MS_TEMPLATE_NAME)

@@ -108,7 +108,14 @@ class SCEPRequest(Request):
         self._refused = True
         log.info("refused a body over {limit} bytes", limit=MAX_BODY)
         self.channel.transport.write(_plain_response(413, f"request body over {MAX_BODY} bytes"))
+        # Read nothing more from this connection (as HTTPChannel does once
+        # it is not persistent), and close it.
+        self.channel.dataReceived = lambda data: None
         self.channel.transport.loseConnection()
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        if not self._refused:
+            super().requestReceived(command, path, version)
 
     def processingFailed(self, reason: Any) -> None:
         log.failure("unhandled error answering {path}", reason, path=self.path)
@@ -242,7 +249,10 @@ class SCEPResource(Resource):
             )
             if config.trace:
                 log.debug("TRACE response to {client}: {message}", client=address, message=result["body"].hex())
-            return CONTENT_TYPES["PKIOperation"], result["body"], result["summary"]
+            summary = result["summary"]
+            if config.debug and result["detail"]:
+                summary += " " + result["detail"]
+            return CONTENT_TYPES["PKIOperation"], result["body"], summary
         if not operation:
             raise HTTPError(400, "the operation parameter is missing")
         raise HTTPError(400, "unknown operation")
@@ -272,9 +282,20 @@ class SCEPResource(Resource):
         )
 
 
+class SCEPSite(Site):
+    """
+    A Site without the combined access log: a GET PKIOperation carries the
+    whole request in its URL, which is user input; L{SCEPResource} logs one
+    line per request itself, with content only at DEBUG.
+    """
+
+    def log(self, request: Request) -> None:
+        pass
+
+
 def make_site(resource: SCEPResource) -> Site:
     """The Site for the front: long headers, capped bodies, no HTML errors."""
-    site = Site(resource)
+    site = SCEPSite(resource)
     site.protocol = SCEPChannel
     site.requestFactory = SCEPRequest
     site.displayTracebacks = False
