@@ -9,18 +9,20 @@ the test; otherwise the test is skipped with the reason.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
 from typing import Any
 
-from twisted.trial.unittest import SkipTest, TestCase
+from twisted.trial.unittest import SkipTest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(HERE)
@@ -58,24 +60,28 @@ TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
 SCEPADM = [sys.executable, "-m", "scep.cli"]
 
 
-def copy_config(test: TestCase) -> str:
-    """A private copy of the shipped C{etc/} the test may change."""
-    config = os.path.join(test.mktemp(), "etc")
+def copy_config(directory: str) -> str:
+    """A private copy of the shipped C{etc/} in C{directory}, to change at will."""
+    config = os.path.join(directory, "etc")
     shutil.copytree(ETC, config)
     return config
 
 
 class Server:
-    """One C{twistd -n scep} process, stopped when the test ends."""
+    """
+    One C{twistd -n scep} process with its files under C{directory}; the
+    caller stops it (C{addCleanup(server.stop)} or in C{tearDownClass}).
+    """
 
-    def __init__(self, test: TestCase, config: str | None = None, state: str | None = None,
+    def __init__(self, directory: str, config: str | None = None, state: str | None = None,
                  workers: int = 1, extra: list[str] | None = None) -> None:
-        self.test = test
-        self.config = config or copy_config(test)
-        self.state = state or os.path.abspath(test.mktemp())
+        self.directory = directory = os.path.abspath(directory)
+        os.makedirs(directory, exist_ok=True)
+        self.config = config or copy_config(directory)
+        self.state = state or os.path.join(directory, "var")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log = os.path.abspath(test.mktemp()) + ".log"
+        self.log = os.path.join(directory, "twistd.log")
         self.arguments = [
             *TWISTD, "-n", "--pidfile=", f"--logfile={self.log}", "scep",
             "--listen", f"tcp:{self.port}:interface=127.0.0.1",
@@ -87,7 +93,6 @@ class Server:
         self.process = subprocess.Popen(self.arguments, env=environment(), cwd=os.path.dirname(self.state),
                                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT)
-        self.test.addCleanup(self.stop)
         deadline = time.monotonic() + STARTUP_LIMIT
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -112,6 +117,11 @@ class Server:
                 self.process.wait()
         if self.process is not None and self.process.stdout is not None:
             self.process.stdout.close()
+
+    def remove(self) -> None:
+        """Stop, and remove the server's files."""
+        self.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
 
     def logged(self) -> str:
         try:
@@ -145,6 +155,29 @@ class Server:
         return result
 
 
-def run(arguments: list[str], cwd: str | None = None, timeout: float = 120, **kw: Any) -> subprocess.CompletedProcess[str]:
+_shared: dict[str, Server] = {}
+
+
+def shared_server(name: str, **options: Any) -> Server:
+    """
+    A server started on first use and shared by the tests that ask for the
+    same C{name}; stopped (and its files removed) when the test run ends.
+    """
+    server = _shared.get(name)
+    if server is None or server.process is None or server.process.poll() is not None:
+        server = Server(tempfile.mkdtemp(prefix=f"scep-{name}-"), **options)
+        atexit.register(server.remove)
+        try:
+            server.start()
+        except BaseException:
+            server.stop()
+            raise
+        _shared[name] = server
+    return server
+
+
+def run(arguments: list[str], cwd: str | None = None, timeout: float = 120,
+        **kw: Any) -> subprocess.CompletedProcess[str]:
+    """Run a client binary to completion, capturing its output as text."""
     return subprocess.run(arguments, cwd=cwd, capture_output=True, text=True, timeout=timeout,
                           stdin=subprocess.DEVNULL, **kw)

@@ -543,24 +543,39 @@ class OpenSSLTests(TestCase):
                     "1.3.6.1.5.5.7.24.1", "messageDigest", "signingTime", "contentType"):  # fmt: skip
             self.assertIn(oid, text)
 
-    def test_envelope_decrypts(self) -> None:
-        """openssl cms -decrypt opens the CertRep envelope; the degenerate prints its certificate."""
+    def decrypt_all(self, ciphers: tuple[str, ...]) -> list[str]:
+        """Decrypt CertRep envelopes with openssl; the ciphers it does not support."""
         p = pki()
         cert, key = self.pem("client.pem", p["client"]), self.key("client.key", p["client_key"])
-        for cipher in CIPHERS:
+        unsupported = []
+        for cipher in ciphers:
             for key_transport in KEY_TRANSPORTS:
                 _, data = cert_rep(m.PKIStatus.SUCCESS, cipher=cipher, key_transport=key_transport)
                 envelope = self.write("envelope.der", m.parse_pki_message(data).enveloped_data)
                 out = os.path.join(self.directory, "degenerate.der")
-                done = self.run_openssl("cms", "-decrypt", "-inform", "DER", "-in", envelope, "-recip", cert,
-                                        "-inkey", key, "-out", out, check=cipher in ("3des", "aes128", "aes192", "aes256"))  # fmt: skip
-                if done.returncode:
-                    # des, blowfish and cast5 live in OpenSSL 3's legacy provider, not loaded by default.
-                    self.assertIn(b"unsupported", done.stderr.lower(), cipher)
+                args = ("cms", "-decrypt", "-inform", "DER", "-in", envelope, "-recip", cert, "-inkey", key)
+                done = self.run_openssl(*args, "-out", out, check=False)
+                if done.returncode and b"unsupported" in done.stderr.lower():
+                    unsupported.append(cipher)
                     continue
+                self.assertEqual(done.returncode, 0, f"{cipher}/{key_transport}: {done.stderr!r}")
                 self.assertEqual(self.read("degenerate.der"), m.build_degenerate([p["issued"]]))
                 printed = self.run_openssl("pkcs7", "-inform", "DER", "-print_certs", "-in", out).stdout
                 self.assertIn(b"CN=device-1", printed.replace(b" = ", b"="))
+        return sorted(set(unsupported))
+
+    def test_envelope_decrypts(self) -> None:
+        """openssl cms -decrypt opens AES and 3DES CertRep envelopes; the degenerate prints."""
+        self.assertEqual(self.decrypt_all(("3des", "aes128", "aes192", "aes256")), [])
+
+    def test_envelope_decrypts_legacy(self) -> None:
+        """openssl cms -decrypt opens DES, Blowfish and CAST5 envelopes where it can."""
+        unsupported = self.decrypt_all(("des", "blowfish", "cast5"))
+        if unsupported:
+            raise SkipTest(
+                f"openssl lacks {', '.join(unsupported)}: OpenSSL 3 keeps them in the legacy provider,"
+                " which is not loaded by default"
+            )
 
     def test_degenerate_prints(self) -> None:
         """openssl pkcs7 -print_certs reads build_degenerate output, in order, with the CRL."""
