@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from asn1crypto import algos as asn1_algos
+from asn1crypto import parser as asn1_parser
 from asn1crypto import cms as asn1_cms
 from asn1crypto import core as asn1_core
 from asn1crypto import x509 as asn1_x509
@@ -387,6 +388,38 @@ def _ber_to_der(data: bytes, pos: int, depth: int) -> tuple[bytes, int]:
     if first == 0x31:
         children.sort()
     return tag + der_tlv(0, b"".join(children))[1:], end
+
+
+def encrypted_content(encrypted_content_info: Any) -> bytes:
+    """
+    The encryptedContent octets of an EncryptedContentInfo as received:
+    primitive, or BER constructed of chunks.  Go's pkcs7 (micromdm's
+    scepclient) sends a constructed [0] around one OCTET STRING, which
+    asn1crypto refuses to read as an implicit OCTET STRING, so the fields are
+    walked here.
+    """
+    data = bytes(encrypted_content_info.contents or b"")
+    pos = 0
+    while pos < len(data) and data[pos : pos + 2] != b"\x00\x00":
+        length = asn1_parser.peek(data[pos:])
+        class_, method, tag, _, contents, _ = asn1_parser.parse(data[pos : pos + length])
+        if class_ == 2 and tag == 0:
+            return contents if method == 0 else _chunks(contents, 0)
+        pos += length
+    return b""
+
+
+def _chunks(data: bytes, depth: int) -> bytes:
+    if depth > 16:
+        raise CMSError("constructed OCTET STRING nested too deep")
+    out = []
+    pos = 0
+    while pos < len(data) and data[pos : pos + 2] != b"\x00\x00":
+        length = asn1_parser.peek(data[pos:])
+        _, method, _, _, contents, _ = asn1_parser.parse(data[pos : pos + length])
+        out.append(contents if method == 0 else _chunks(contents, depth + 1))
+        pos += length
+    return b"".join(out)
 
 
 def _primitive_contents(der: bytes) -> bytes:

@@ -303,7 +303,7 @@ def decrypt_message_data(
             key_transport, pad = cms.key_transport_padding(ktri["key_encryption_algorithm"])
             eci = enveloped["encrypted_content_info"]
             spec, iv = cms.content_cipher(eci["content_encryption_algorithm"])
-            ciphertext = eci["encrypted_content"].native or b""
+            ciphertext = cms.encrypted_content(eci)
             encrypted_key = ktri["encrypted_key"].native
         except cms.AlgorithmNotSupported as e:
             raise RequestError(FailInfo.badAlg, str(e)) from None

@@ -11,7 +11,7 @@ import os
 from typing import Any
 
 from twisted.internet.address import IPv4Address, IPv6Address
-from twisted.internet.testing import StringTransport
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from scep import commands
@@ -197,7 +197,8 @@ class ResourceTests(SynchronousTestCase):
         self.enabled = True
 
     def exchange(self, raw: bytes, peer: Any = None) -> bytes:
-        site = make_site(SCEPResource(WrapperConfigs(self.dir), self.backend, enabled=self.enabled))
+        site = make_site(SCEPResource(WrapperConfigs(self.dir), self.backend, enabled=self.enabled),
+                         reactor=MemoryReactorClock())
         peer = peer or IPv4Address("TCP", "127.0.0.1", 40000)
         channel = site.buildProtocol(peer)
         transport = StringTransport(peerAddress=peer, hostAddress=IPv4Address("TCP", "127.0.0.1", 8080))

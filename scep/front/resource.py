@@ -293,9 +293,9 @@ class SCEPSite(Site):
         pass
 
 
-def make_site(resource: SCEPResource) -> Site:
+def make_site(resource: SCEPResource, reactor: Any = None) -> Site:
     """The Site for the front: long headers, capped bodies, no HTML errors."""
-    site = SCEPSite(resource)
+    site = SCEPSite(resource, reactor=reactor)
     site.protocol = SCEPChannel
     site.requestFactory = SCEPRequest
     site.displayTracebacks = False
