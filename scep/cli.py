@@ -20,6 +20,7 @@ from typing import Any, Callable
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from scep.authority.configcheck import check_config
 from scep.authority.crl import issue_crl, reason_flag
 from scep.authority.realm import Realm
 from scep.authority.tokens import KeyStore, TokenError, add_token, create_realm
@@ -297,7 +298,9 @@ def cmd_alias_list(ctx: Context) -> None:
 
     lines: list[str] = []
     result = []
-    for group, members in groups.items():
+    order = [g for g in GROUP_TITLES if g in groups] + sorted(g for g in groups if g not in GROUP_TITLES)
+    for group in order:
+        members = groups[group]
         name = GROUP_TITLES.get(group, group)
         lines.append(f"=== {name} ===")
         valid = [a for a in members if a.valid_at(now)]
@@ -391,27 +394,9 @@ def cmd_audit(ctx: Context) -> None:
 
 
 def cmd_config_check(ctx: Context) -> None:
-    from scep.authority.policy import load_servers
-    from scep.authority.profiles import load_profiles
-    from scep.front.wrapper import WrapperConfigs
-
-    load_system(ctx.config_dir)
-    endpoints = WrapperConfigs(os.path.join(ctx.config_dir, "scep")).check_all()
-    realms_dir = os.path.join(ctx.config_dir, "realms")
-    realms = sorted(os.listdir(realms_dir)) if os.path.isdir(realms_dir) else []
-    for name in realms:
-        servers = load_servers(ctx.config_dir, name)
-        profiles = load_profiles(ctx.config_dir, name)
-        for server in servers.values():
-            for profile in [server.cert_profile, *server.profile_map.values()]:
-                if profile not in profiles:
-                    raise ConfigError(server.path, f"{server.servername}.profile", f"names unknown profile {profile!r}")
-    for endpoint in endpoints:
-        servers = load_servers(ctx.config_dir, endpoint.realm)
-        if endpoint.servername not in servers:
-            raise ConfigError(endpoint.path, "global.servername",
-                              f"{endpoint.servername!r} is not a section of realms/{endpoint.realm}/scep.yaml")
-    ctx.out({"ok": True}, lambda: f"{ctx.config_dir}: {len(endpoints)} endpoints, {len(realms)} realms, all fine")
+    checked = check_config(ctx.config_dir)
+    ctx.out({"ok": True, "endpoints": [e.endpoint for e in checked.endpoints], "realms": sorted(checked.realms)},
+            lambda: f"{ctx.config_dir}: {len(checked.endpoints)} endpoints, {len(checked.realms)} realms, all fine")
 
 
 def _common(defaults: bool, state: bool = True) -> argparse.ArgumentParser:

@@ -19,6 +19,7 @@ def main(argv: list[str]) -> int:
     from twisted.python import usage
 
     from scep.authority.amp import AuthorityProtocol, open_authority
+    from scep.authority.configcheck import check_config
     from scep.authority.tap import Options, start_logging
     from scep.config import ConfigError
     from scep.store import StoreError
@@ -34,6 +35,8 @@ def main(argv: list[str]) -> int:
     # reaches the whole process group, and the front decides.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
+        if options["check"]:
+            check_config(options["config"])
         authority = open_authority(options["config"], options["state"])
     except (ConfigError, StoreError) as e:
         print(f"scep worker: {e}", file=sys.stderr)
