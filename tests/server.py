@@ -20,7 +20,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from typing import Any
+from typing import Any, Callable
 
 from twisted.trial.unittest import SkipTest
 
@@ -89,8 +89,10 @@ class Server:
         ]
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> Server:
-        self.process = subprocess.Popen(self.arguments, env=environment(), cwd=os.path.dirname(self.state),
+    def start(self, expect: int = 200, env: dict[str, str] | None = None) -> Server:
+        """Start, and wait until GetCACaps answers with C{expect}."""
+        self.process = subprocess.Popen(self.arguments, env={**environment(), **(env or {})},
+                                        cwd=os.path.dirname(self.state),
                                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT)
         deadline = time.monotonic() + STARTUP_LIMIT
@@ -100,7 +102,7 @@ class Server:
                 raise AssertionError(f"the server exited with {self.process.returncode}:\n{output}\n{self.logged()}")
             try:
                 status, _, _ = self.get("?operation=GetCACaps", timeout=2)
-                if status == 200:
+                if status == expect:
                     return self
             except OSError:
                 pass
@@ -158,15 +160,18 @@ class Server:
 _shared: dict[str, Server] = {}
 
 
-def shared_server(name: str, **options: Any) -> Server:
+def shared_server(name: str, prepare: Callable[[Server], None] | None = None, **options: Any) -> Server:
     """
     A server started on first use and shared by the tests that ask for the
     same C{name}; stopped (and its files removed) when the test run ends.
+    C{prepare} changes its config and state before it starts.
     """
     server = _shared.get(name)
     if server is None or server.process is None or server.process.poll() is not None:
         server = Server(tempfile.mkdtemp(prefix=f"scep-{name}-"), **options)
         atexit.register(server.remove)
+        if prepare is not None:
+            prepare(server)
         try:
             server.start()
         except BaseException:
