@@ -108,8 +108,14 @@ class Client:
         return self._http("GetCACaps")[1].decode("ascii").split()
 
     def get_ca(self) -> list[x509.Certificate]:
-        """GetCACert; remembers the RA (the certificate with keyEncipherment)."""
-        _, body = self._http("GetCACert")
+        """
+        GetCACert; remembers the RA (the certificate with keyEncipherment,
+        or the one CA certificate of a server without an RA).
+        """
+        content_type, body = self._http("GetCACert")
+        if content_type.startswith("application/x-x509-ca-cert"):
+            self.ra = x509.load_der_x509_certificate(body)
+            return [self.ra]
         certificates, _ = message.parse_degenerate(body)
         for certificate in certificates:
             try:
