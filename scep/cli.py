@@ -14,8 +14,9 @@ import datetime
 import json
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
-from typing import Any, Callable
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -46,7 +47,7 @@ class Refused(Exception):
 
 
 def utcnow() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 def parse_when(text: str) -> datetime.datetime | None:
@@ -55,17 +56,17 @@ def parse_when(text: str) -> datetime.datetime | None:
     if text in ("0", ""):
         return None
     if text.isdigit():
-        return datetime.datetime.fromtimestamp(int(text), datetime.timezone.utc)
+        return datetime.datetime.fromtimestamp(int(text), datetime.UTC)
     for form in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"):
         try:
-            return datetime.datetime.strptime(text, form).replace(tzinfo=datetime.timezone.utc)
+            return datetime.datetime.strptime(text, form).replace(tzinfo=datetime.UTC)
         except ValueError:
             continue
     raise Refused(f"{text!r} is not a date (YYYY-MM-DD HH:MM:SS, UTC, or epoch seconds)")
 
 
 def when(value: datetime.datetime | None) -> str:
-    return value.astimezone(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+    return value.astimezone(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S") if value else "-"
 
 
 class Context:

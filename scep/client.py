@@ -44,7 +44,7 @@ def transaction_id_for(key: Any) -> str:
 
 def self_signed(key: Any, subject: x509.Name) -> x509.Certificate:
     """The throwaway certificate a client signs its first request with."""
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     return (
         x509.CertificateBuilder()
         .subject_name(subject).issuer_name(subject).public_key(key.public_key())

@@ -20,7 +20,8 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from twisted.trial.unittest import SkipTest
 

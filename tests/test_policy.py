@@ -27,6 +27,7 @@ from scep.client import Client, HTTPFailure, make_csr, transaction_id_for
 from scep.message import FailInfo, PKIStatus
 from tests.server import SCEPADM, Server, environment, shared_server
 
+
 def key(bits: int = 2048) -> Any:
     return rsa.generate_private_key(public_exponent=65537, key_size=bits)
 
@@ -317,7 +318,7 @@ class PolicyTests(TestCase):
     def test_initial_validity(self) -> None:
         """initial_validity "000030": the certificate ends in 30 days."""
         _, reply = self.enroll("shortvalid", "short")
-        lifetime = reply.certificates[0].not_valid_after_utc - datetime.datetime.now(datetime.timezone.utc)
+        lifetime = reply.certificates[0].not_valid_after_utc - datetime.datetime.now(datetime.UTC)
         self.assertTrue(datetime.timedelta(days=29) < lifetime <= datetime.timedelta(days=30), lifetime)
 
     def test_getcacert_and_chain(self) -> None:

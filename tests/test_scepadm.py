@@ -22,7 +22,7 @@ from scep.authority.tokens import KeyStore, make_token_certificate
 from scep.store import TransactionRecord, open_store
 from tests.server import ETC, SCEPADM, environment, need_binary
 
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 
 
 def now() -> datetime.datetime:

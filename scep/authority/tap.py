@@ -17,6 +17,7 @@ from twisted.application import strports
 from twisted.application.service import IService, MultiService
 from twisted.internet.protocol import Factory
 from twisted.logger import FileLogObserver, formatEvent, globalLogBeginner
+
 from scep.config import ConfigError
 from scep.store import StoreError
 from scep.usage import OneLineErrors

@@ -36,7 +36,7 @@ class TokenError(Exception):
 
 
 def _utcnow() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 def _write_private(path: str, data: bytes) -> None:

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.application.service import MultiService, Service
@@ -211,7 +212,10 @@ class WorkerPool(Service):
         def failed(reason: Failure) -> None:
             log.error("authority worker {index} did not start: {reason}",
                       index=protocol.index, reason=reason.getErrorMessage())
-            protocol.transport.signalProcess("KILL") if protocol.transport.pid else None
+            try:
+                protocol.transport.signalProcess("KILL")
+            except error.ProcessExitedAlready:
+                pass
 
         d.addCallbacks(ready, failed)
 

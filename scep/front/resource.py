@@ -12,7 +12,8 @@ C{text/plain} body: never HTML, never a traceback.
 from __future__ import annotations
 
 import time
-from typing import Any, Awaitable, Callable, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 from twisted.internet import defer
 from twisted.logger import Logger

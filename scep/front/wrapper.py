@@ -16,8 +16,8 @@ import configparser
 import ipaddress
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from twisted.logger import Logger
 
