@@ -26,9 +26,9 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from asn1crypto import algos as asn1_algos
-from asn1crypto import parser as asn1_parser
 from asn1crypto import cms as asn1_cms
 from asn1crypto import core as asn1_core
+from asn1crypto import parser as asn1_parser
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature

@@ -1,5 +1,6 @@
 """
-Throwaway keys, certificates and CSRs for the tests, made at test time.
+Throwaway keys, certificates and CSRs for the tests, made at test time, and
+L{Requester}, a SCEP client made of our codec's client side.
 
 RSA key generation dominates test time, so L{cached_key} keeps a few keys per
 process; use L{make_key} when a fresh key matters.
@@ -7,12 +8,17 @@ process; use L{make_key} when a fresh key matters.
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import AttributeOID, NameOID
+
+from scep import message
 
 _KEYS: dict[str, rsa.RSAPrivateKey] = {}
 
@@ -144,6 +150,51 @@ def make_crl(
         builder = builder.add_revoked_certificate(
             x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(now).build()
         )
-    from cryptography.hazmat.primitives.serialization import Encoding
-
     return builder.sign(ca_key, hashes.SHA256()).public_bytes(Encoding.DER)
+
+
+def der(value: x509.Certificate | x509.CertificateSigningRequest) -> bytes:
+    """The DER of a certificate or CSR."""
+    return value.public_bytes(Encoding.DER)
+
+
+def broken_pop(csr: x509.CertificateSigningRequest) -> bytes:
+    """The DER of C{csr} with its signature damaged: it fails proof of possession."""
+    data = bytearray(der(csr))
+    data[-1] ^= 0x01
+    return bytes(data)
+
+
+class Requester:
+    """
+    A SCEP client for the tests: a key, the certificate it signs its
+    pkiMessages with (a self-signed one unless given), and our codec's
+    client side to build requests and read the CertReps.
+    """
+
+    def __init__(self, key: rsa.RSAPrivateKey, certificate: x509.Certificate | None = None,
+                 common_name: str = "client") -> None:
+        self.key = key
+        self.certificate = certificate or make_self_signed(key, common_name)
+
+    def csr(self, key: rsa.RSAPrivateKey | None = None, challenge: str | None = None) -> bytes:
+        """A PKCS#10 DER for C{key} (default: ours) with this client's subject."""
+        subject = self.certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+        return der(make_csr(key or self.key, str(subject), challenge_password=challenge))
+
+    def message(self, message_type: int, message_data: bytes | None, recipient: x509.Certificate, *,
+                transaction_id: str | None = None, **options: Any) -> bytes:
+        """A signed pkiMessage; C{options} go to L{message.build_pki_message}."""
+        return message.build_pki_message(
+            message_type=message_type, message_data=message_data, recipient_certificate=recipient,
+            signer_certificate=self.certificate, signer_key=self.key,
+            transaction_id=transaction_id or os.urandom(8).hex(), **options)
+
+    def read(self, reply: bytes) -> message.CertRep:
+        """Verify and open a CertRep answering one of our messages."""
+        return message.parse_cert_rep(reply, recipient_key=self.key, recipient_certificate=self.certificate)
+
+
+def poll_data(issuer: x509.Certificate, subject: x509.Name) -> bytes:
+    """The IssuerAndSubject of a CertPoll for C{subject} to the CA C{issuer}."""
+    return message.issuer_and_subject(issuer.subject.public_bytes(), subject.public_bytes())

@@ -37,27 +37,42 @@ def issue_crl(store: Store, realm: str, token: Token, key: Any, now: datetime.da
         .last_update(now)
         .next_update(now + validity)
         .add_extension(x509.CRLNumber(number), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(token.certificate.public_key()),
-                       critical=False)
+        .add_extension(authority_key_identifier(token.certificate), critical=False)
     )
+    for entry in revoked_entries(store, realm, token, now):
+        builder = builder.add_revoked_certificate(entry)
+    crl = builder.sign(key, hashes.SHA256())
+    issued = CRLRecord(realm=realm, issuer_identifier=token.identifier, number=number,
+                       der=crl.public_bytes(serialization.Encoding.DER),
+                       this_update=now, next_update=now + validity)
+    store.add_crl(issued, audit=AuditRecord(
+        time=now, realm=realm, actor=actor, action="crl issue", identifier=token.identifier,
+        detail=f"CRL number {number} of {token.alias}"))
+    return issued
+
+
+def authority_key_identifier(issuer: x509.Certificate) -> x509.AuthorityKeyIdentifier:
+    """The issuer's own subject key identifier when it has one, else one computed from its key."""
+    try:
+        ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        return x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.public_key())  # type: ignore[arg-type]
+    return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
+
+
+def revoked_entries(store: Store, realm: str, token: Token,
+                    now: datetime.datetime) -> list[x509.RevokedCertificate]:
+    """The CRL entries of C{token}'s certificates revoked by C{now}, with their reasons."""
+    entries = []
     for record in store.revoked_certificates(realm, token.identifier):
         if record.revoked_at is None or record.revoked_at > now:
             continue
-        entry = (x509.RevokedCertificateBuilder()
-                 .serial_number(record.serial)
-                 .revocation_date(record.revoked_at))
+        entry = x509.RevokedCertificateBuilder().serial_number(record.serial).revocation_date(record.revoked_at)
         flag = reason_flag(record.revocation_reason)
         if flag is not None and flag != x509.ReasonFlags.unspecified:
             entry = entry.add_extension(x509.CRLReason(flag), critical=False)
-        builder = builder.add_revoked_certificate(entry.build())
-    crl = builder.sign(key, hashes.SHA256())
-    record = CRLRecord(realm=realm, issuer_identifier=token.identifier, number=number,
-                       der=crl.public_bytes(serialization.Encoding.DER),
-                       this_update=now, next_update=now + validity)
-    store.add_crl(record, audit=AuditRecord(
-        time=now, realm=realm, actor=actor, action="crl issue", identifier=token.identifier,
-        detail=f"CRL number {number} of {token.alias}"))
-    return record
+        entries.append(entry.build())
+    return entries
 
 
 def current_crl(store: Store, realm: Realm, token: Token, now: datetime.datetime, *, actor: str) -> CRLRecord:

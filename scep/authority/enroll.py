@@ -11,15 +11,16 @@ certificate.
 
 from __future__ import annotations
 
+import functools
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from asn1crypto import core
+from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import AttributeOID
-from asn1crypto import core
-from asn1crypto import x509 as asn1_x509
 from twisted.logger import Logger
 
 from scep import message as scep_message
@@ -82,7 +83,7 @@ class Enrollment:
 
     def run(self) -> Outcome:
         kind = self.request.message_type
-        if kind in (MessageType.PKCSReq, MessageType.RenewalReq, MessageType.UpdateReq):
+        if kind in (MessageType.PKCSReq, MessageType.RenewalReq):
             return self.enroll()
         if kind == MessageType.CertPoll:
             return self.poll()
@@ -105,6 +106,39 @@ class Enrollment:
     # PKCSReq and RenewalReq
 
     def enroll(self) -> Outcome:
+        csr = self.csr()
+        key_hash = spki_hash(csr.public_key())
+        existing = self.store.get_transaction(self.realm.name, self.request.transaction_id)
+        if existing is not None:
+            if existing.mode == "initial" and self.our_signer is not None:
+                # Signed by a certificate of ours, this is a renewal, not a
+                # resend: micromdm's scepclient derives the transactionID
+                # from the key, so a renewal with the old key arrives with
+                # the transactionID of the initial request.
+                self.mode(csr, key_hash)
+            return self.resume(existing, key_hash)
+
+        mode, predecessor = self.mode(csr, key_hash)
+        subject = csr.subject.rfc4514_string()
+        reasons = self.approval_reasons(csr, mode, predecessor)
+        if not reasons:
+            return self.issue(csr, self.transaction(csr, key_hash, mode, "issued", None), predecessor)
+        reason = "; ".join(reasons)
+        if not self.server.allow_man_approv and reasons != ["manual authentication"]:
+            self.store.append_audit(self.audit("reject", reason))
+            raise RequestError(FailInfo.badRequest, "the request needs approval, which this server "
+                               "does not allow: " + reason)
+        try:
+            self.store.create_transaction(self.transaction(csr, key_hash, mode, "pending", reason),
+                                          audit=self.audit("pending", reason))
+        except Conflict:
+            existing = self.store.get_transaction(self.realm.name, self.request.transaction_id)
+            assert existing is not None
+            return self.resume(existing, key_hash)
+        return Outcome(self.reply.build(PKIStatus.PENDING), f"PENDING ({reason})", f"subject={subject!r}")
+
+    def csr(self) -> x509.CertificateSigningRequest:
+        """The PKCS#10 of the request, its proof of possession checked."""
         try:
             csr = x509.load_der_x509_csr(self.content())
         except ValueError:
@@ -116,21 +150,24 @@ class Enrollment:
         if not valid:
             raise RequestError(FailInfo.badMessageCheck,
                                "the CSR's signature (proof of possession) does not verify")
-        key_hash = spki_hash(csr.public_key())
-        existing = self.store.get_transaction(self.realm.name, self.request.transaction_id)
-        if existing is not None:
-            return self.pickup(existing, key_hash)
+        return csr
 
-        mode, predecessor = self.mode(csr, key_hash)
-        subject = csr.subject.rfc4514_string()
-        authenticated = mode != "initial" or self.authenticate(csr)
+    def approval_reasons(self, csr: x509.CertificateSigningRequest, mode: str,
+                         predecessor: CertificateRecord | None) -> list[str]:
+        """
+        Why the request cannot be issued at once; empty when it can.
+
+        @raise RequestError: when it is not authenticated and this server
+            does not allow manual authentication.
+        """
         reasons = []
-        if not authenticated:
+        if mode == "initial" and not self.authenticate(csr):
             if not self.server.allow_man_authen:
                 self.store.append_audit(self.audit("reject", "not authenticated: wrong or missing challenge"))
                 raise RequestError(FailInfo.badRequest, "wrong or missing challenge password")
             reasons.append("manual authentication")
         if self.server.max_active_certs:
+            subject = csr.subject.rfc4514_string()
             active = [c for c in self.store.active_certificates(self.realm.name, subject, self.now)
                       if predecessor is None or c.identifier != predecessor.identifier]
             if len(active) >= self.server.max_active_certs:
@@ -139,22 +176,7 @@ class Enrollment:
         points = 1 if self.server.eligible.get(mode, False) else 0
         if points < self.server.approval_points:
             reasons.append(f"approval ({points} of {self.server.approval_points} points)")
-        if reasons:
-            if not self.server.allow_man_approv and not (
-                    reasons == ["manual authentication"] and self.server.allow_man_authen):
-                self.store.append_audit(self.audit("reject", "; ".join(reasons)))
-                raise RequestError(FailInfo.badRequest, "the request needs approval, which this server "
-                                   "does not allow: " + "; ".join(reasons))
-            record = self.transaction(csr, key_hash, mode, "pending", "; ".join(reasons))
-            try:
-                self.store.create_transaction(record, audit=self.audit("pending", "; ".join(reasons)))
-            except Conflict:
-                existing = self.store.get_transaction(self.realm.name, self.request.transaction_id)
-                assert existing is not None
-                return self.pickup(existing, key_hash)
-            return Outcome(self.reply.build(PKIStatus.PENDING), f"PENDING ({'; '.join(reasons)})",
-                           f"subject={subject!r}")
-        return self.issue(csr, self.transaction(csr, key_hash, mode, "issued", None), predecessor)
+        return reasons
 
     def transaction(self, csr: x509.CertificateSigningRequest, key_hash: str, mode: str,
                     status: str, reason: str | None) -> TransactionRecord:
@@ -166,41 +188,74 @@ class Enrollment:
             reason=reason, client_address=self.client,
         )
 
+    @functools.cached_property
+    def our_signer(self) -> CertificateRecord | None:
+        """The request's signer certificate when this realm's issuing CA issued it."""
+        signer_der = self.request.signer_certificate.public_bytes(serialization.Encoding.DER)
+        record = self.store.get_certificate(certificate_identifier(signer_der))
+        if record is None or record.realm != self.realm.name or record.is_ca:
+            return None
+        issuers = {token.identifier for token in self.realm.tokens("ca-signer")}
+        return record if record.issuer_identifier in issuers else None
+
     def mode(self, csr: x509.CertificateSigningRequest,
              key_hash: str) -> tuple[str, CertificateRecord | None]:
         """
-        Initial, renewal or on behalf, by key and signer, as OpenXPKI tells
-        them apart (not by subject alone).
+        Initial, renewal or on behalf, by signer, subject and key, as OpenXPKI
+        tells them apart.  A signer we did not issue makes an initial request;
+        ours with the subject of the CSR a renewal (with a new key, inside the
+        renewal window); ours with another subject a request on behalf of that
+        subject when authorized signers are configured, else an initial one.
+        A RenewalReq must be signed by a certificate of ours.
         """
-        signer = self.request.signer_certificate
-        signer_der = signer.public_bytes(serialization.Encoding.DER)
-        record = self.store.get_certificate(certificate_identifier(signer_der))
-        ours = record is not None and record.realm == self.realm.name and not record.is_ca
-        if not ours:
-            if self.request.message_type == MessageType.RenewalReq:
+        renewal_req = self.request.message_type == MessageType.RenewalReq
+        record = self.our_signer
+        if record is None:
+            if renewal_req:
                 raise RequestError(FailInfo.badRequest,
                                    "a RenewalReq must be signed by a certificate this CA issued")
             return "initial", None
-        assert record is not None
+        self.check_signer(record)
+        if not self.same_subject(csr, record):
+            if self.server.authorized_signer:
+                self.check_onbehalf(record)
+                return "onbehalf", None
+            if renewal_req:
+                raise RequestError(FailInfo.badRequest,
+                                   "a renewal must keep the subject of the certificate that signs it")
+            return "initial", None
         if record.public_key_hash == key_hash:
             raise RequestError(FailInfo.badRequest, "renewal must use a new key; this CSR reuses the old one")
+        self.check_window(record)
+        return "renewal", record
+
+    def check_signer(self, record: CertificateRecord) -> None:
         if record.status == "revoked":
             raise RequestError(FailInfo.badRequest, "the signer certificate is revoked")
         if not record.not_before <= self.now <= record.not_after:
             raise RequestError(FailInfo.badRequest, "the signer certificate is expired or not yet valid")
-        if self.server.authorized_signer and record.subject != csr.subject.rfc4514_string():
-            self.check_onbehalf(signer, record)
-            return "onbehalf", None
+
+    def same_subject(self, csr: x509.CertificateSigningRequest, record: CertificateRecord) -> bool:
+        """Whether the CSR asks for the subject of C{record}, as given or as its profile renders it."""
+        if record.subject == csr.subject.rfc4514_string():
+            return True
+        try:
+            profile = self.realm.profiles[self.profile_name(csr)]
+            return record.subject == profile.subject_for(csr.subject).rfc4514_string()
+        except (ProfileViolation, RequestError):
+            return False
+
+    def check_window(self, record: CertificateRecord) -> None:
+        """A renewal is accepted only when the signer expires within renewal_period, or with allow_replace."""
         window_start = add_relative(record.not_after, _negate(self.server.renewal_period))
         if self.now < window_start and not self.server.allow_replace:
             raise RequestError(FailInfo.badRequest, "renewal outside the renewal window: the certificate "
                                f"expires {record.not_after:%Y-%m-%d}, renewal opens {window_start:%Y-%m-%d}")
-        return "renewal", record
 
-    def check_onbehalf(self, signer: x509.Certificate, record: CertificateRecord) -> None:
-        subject = record.subject
+    def check_onbehalf(self, record: CertificateRecord) -> None:
+        """The signer must match one authorized_signer rule (the keys of a rule are ANDed)."""
         for rule in self.server.authorized_signer:
-            if rule.subject is not None and not rule.subject.search(subject):
+            if rule.subject is not None and not rule.subject.search(record.subject):
                 continue
             if rule.identifier is not None and rule.identifier != record.identifier:
                 continue
@@ -238,10 +293,10 @@ class Enrollment:
                 raise RequestError(FailInfo.badRequest, "the requested profile (url_profile) is not mapped on this server")
             return profile
         try:
-            extension = csr.extensions.get_extension_for_oid(MS_TEMPLATE_NAME)
-            template = _bmp_string(extension.value.value)
-        except (x509.ExtensionNotFound, ValueError, AttributeError):
-            template = None
+            extension = csr.extensions.get_extension_for_oid(MS_TEMPLATE_NAME).value
+        except (x509.ExtensionNotFound, ValueError):
+            extension = None
+        template = _bmp_string(extension.value) if isinstance(extension, x509.UnrecognizedExtension) else None
         if template is not None and template in self.server.profile_map:
             return self.server.profile_map[template]
         return self.server.cert_profile
@@ -273,7 +328,7 @@ class Enrollment:
             existing = self.store.get_transaction(self.realm.name, transaction.transaction_id)
             if existing is None:
                 raise
-            return self.pickup(existing, transaction.public_key_hash)
+            return self.resume(existing, transaction.public_key_hash)
         self.after_issue(record, transaction.mode, predecessor)
         return Outcome(self.success(record), f"SUCCESS issued serial {serial} ({transaction.mode})",
                        f"subject={record.subject!r}")
@@ -297,12 +352,18 @@ class Enrollment:
             certificates += self.authority.chain(self.realm, "root")
         return self.reply.build(PKIStatus.SUCCESS, certificates=certificates)
 
-    def pickup(self, existing: TransactionRecord, key_hash: str) -> Outcome:
-        """Answer a resent request or a poll from the stored transaction."""
+    def resume(self, existing: TransactionRecord, key_hash: str) -> Outcome:
+        """Answer a resent request for a key from its stored transaction."""
         if existing.public_key_hash != key_hash:
-            self.store.append_audit(self.audit("reject", "transactionID reused with another public key"))
-            raise RequestError(FailInfo.badRequest,
-                               "this transactionID belongs to a request with another public key")
+            self.refuse_other_key()
+        return self.pickup(existing)
+
+    def refuse_other_key(self) -> None:
+        self.store.append_audit(self.audit("reject", "transactionID reused with another public key"))
+        raise RequestError(FailInfo.badRequest, "this transactionID belongs to a request with another public key")
+
+    def pickup(self, existing: TransactionRecord) -> Outcome:
+        """Answer a resent request or a poll from the stored transaction."""
         if existing.status == "issued" and existing.certificate_identifier:
             record = self.store.get_certificate(existing.certificate_identifier)
             if record is not None:
@@ -311,26 +372,48 @@ class Enrollment:
             return Outcome(self.reply.build(PKIStatus.PENDING), "PENDING (transaction picked up)")
         if existing.status == "approved":
             csr = x509.load_der_x509_csr(existing.csr)
-            predecessor = None
-            return self.issue(csr, existing, predecessor, expected_status="approved")
+            return self.issue(csr, replace(existing, updated=self.now), self.predecessor(existing),
+                              expected_status="approved")
         reason = existing.reason or existing.status
         raise RequestError(FailInfo.badRequest, f"the request was {existing.status}: {reason}")
+
+    def predecessor(self, existing: TransactionRecord) -> CertificateRecord | None:
+        """The certificate an approved renewal replaces, when the old certificate signed this message."""
+        record = self.our_signer
+        if existing.mode != "renewal" or record is None or record.public_key_hash == existing.public_key_hash:
+            return None
+        return record
 
     # CertPoll, GetCert, GetCRL
 
     def poll(self) -> Outcome:
-        issuer, subject = scep_message.parse_issuer_and_subject(self.content())
+        _, subject = scep_message.parse_issuer_and_subject(self.content())
         existing = self.store.get_transaction(self.realm.name, self.request.transaction_id)
         if existing is None:
             raise RequestError(FailInfo.badCertId, "no transaction with this transactionID")
-        try:
-            polled = x509.Name.from_rfc4514_string(existing.subject)
-            asked = _name(subject)
-        except ValueError:
-            raise RequestError(FailInfo.badRequest, "the subject in the CertPoll cannot be read") from None
-        if asked != polled and asked.rfc4514_string() != existing.subject:
+        if not _same_name(_name(subject), existing.subject):
             raise RequestError(FailInfo.badCertId, "the subject in the CertPoll does not match the transaction")
-        return self.pickup(existing, spki_hash(self.request.signer_certificate.public_key()))
+        if not self.may_poll(existing):
+            self.refuse_other_key()
+        return self.pickup(existing)
+
+    def may_poll(self, existing: TransactionRecord) -> bool:
+        """
+        A poll is signed with the key of the CSR, or, for a renewal or a
+        request on behalf, by a certificate of ours that could have made it.
+        """
+        if spki_hash(self.request.signer_certificate.public_key()) == existing.public_key_hash:
+            return True
+        record = self.our_signer
+        if existing.mode not in ("renewal", "onbehalf") or record is None or record.status == "revoked":
+            return False
+        if existing.mode == "renewal":
+            return self.same_subject(x509.load_der_x509_csr(existing.csr), record)
+        try:
+            self.check_onbehalf(record)
+        except RequestError:
+            return False
+        return True
 
     def get_cert(self) -> Outcome:
         issuer, serial = scep_message.parse_issuer_and_serial(self.content())
@@ -365,6 +448,16 @@ def _name(der: bytes) -> x509.Name:
         return _load_name(der)
     except Exception:
         raise RequestError(FailInfo.badRequest, "the issuer or subject name cannot be read") from None
+
+
+def _same_name(asked: x509.Name, stored: str) -> bool:
+    """Whether a Name is the one stored as an RFC 4514 string."""
+    if asked.rfc4514_string() == stored:
+        return True
+    try:
+        return asked == x509.Name.from_rfc4514_string(stored)
+    except ValueError:
+        return False
 
 
 def _load_name(der: bytes) -> x509.Name:

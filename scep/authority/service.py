@@ -12,12 +12,14 @@ with a failInfo and a failInfoText.
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from twisted.logger import Logger
 
+from scep import cms
 from scep import message as scep_message
 from scep.authority.enroll import Enrollment
 from scep.authority.realm import Realm, Token
@@ -37,7 +39,7 @@ WEAK_DIGESTS = {"md5": "sha256"}
 
 
 def utcnow() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 @dataclass(frozen=True)
@@ -217,7 +219,7 @@ class Authority:
         ra_used: list[Token] = []
 
         def find_key(recipient: scep_message.RecipientId) -> tuple[Any, Any] | None:
-            for token in realm_.tokens("scep"):
+            for token in realm_.active("scep"):
                 if recipient.matches(token.certificate):
                     ra_used.append(token)
                     return token.certificate, realm_.key(token)
@@ -254,15 +256,31 @@ class Authority:
         if ra is None or not ra.valid_at(self.now()):
             ra = realm.current("scep")
         assert ra is not None
-        cipher = encryption_algorithm or (decrypted.cipher if decrypted else "aes128")
-        if not encryption_algorithm:
-            cipher = WEAK_CIPHERS.get(cipher, cipher)
-        digest = hash_algorithm or WEAK_DIGESTS.get(request.digest_algorithm, request.digest_algorithm)
+        cipher = _endpoint_choice(encryption_algorithm, cms.CIPHERS, "encryption_algorithm") or _mirror(
+            decrypted.cipher if decrypted else None, cms.CIPHERS, WEAK_CIPHERS, "aes128")
+        digest = _endpoint_choice(hash_algorithm, cms.DIGESTS, "hash_algorithm") or _mirror(
+            request.digest_algorithm, cms.DIGESTS, WEAK_DIGESTS, "sha256")
         return Reply(request=request, ra=ra, ra_key=realm.key(ra), cipher=cipher, digest=digest, chain=[])
 
 
-_ENVELOPED = (MessageType.PKCSReq, MessageType.RenewalReq, MessageType.UpdateReq,
-              MessageType.CertPoll, MessageType.GetCert, MessageType.GetCRL)
+def _endpoint_choice(name: str, known: Mapping[str, Any], key: str) -> str:
+    """The endpoint's algorithm for replies; empty (mirror the request) when none or unknown."""
+    if name and name not in known:
+        log.warn("ignoring unknown {key} {name!r} from the front", key=key, name=name)
+        return ""
+    return name
+
+
+def _mirror(name: str | None, known: Mapping[str, Any], weak: Mapping[str, str], default: str) -> str:
+    """The request's algorithm for the reply: never a weak one, the default for one we do not know."""
+    if name is None or name not in known:
+        return default
+    return weak.get(name, name)
+
+
+_ENVELOPED = (MessageType.PKCSReq, MessageType.RenewalReq, MessageType.CertPoll, MessageType.GetCert,
+              MessageType.GetCRL)
+"""The messageTypes this server answers: each carries a pkcsPKIEnvelope."""
 
 
 def der(certificate: Any) -> bytes:
