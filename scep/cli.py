@@ -13,6 +13,7 @@ import argparse
 import datetime
 import json
 import os
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
@@ -23,6 +24,7 @@ from cryptography.hazmat.primitives import serialization
 
 from scep.authority.configcheck import check_config
 from scep.authority.crl import issue_crl, reason_flag
+from scep.authority.policy import load_servers
 from scep.authority.realm import Realm
 from scep.authority.tokens import KeyStore, TokenError, add_token, create_realm
 from scep.config import ConfigError, database_url, load_system
@@ -348,26 +350,59 @@ def cmd_request_show(ctx: Context) -> None:
         f"Reason       : {r.reason or '-'}", f"Certificate  : {r.certificate_identifier or '-'}"]))
 
 
-def _decide(ctx: Context, status: str, action: str, reason: str | None) -> None:
+def _pending(ctx: Context) -> Any:
     r = _transaction(ctx)
     if r.status != "pending":
         raise Refused(f"request {r.transaction_id} is {r.status}, not pending")
+    return r
+
+
+def _decide(ctx: Context, r: Any, status: str, action: str, reason: str) -> None:
     try:
         ctx.store.update_transaction(ctx.realm_name, r.transaction_id, status=status, reason=reason,
                                      expected_status="pending",
-                                     audit=ctx.audit(action, reason or "", transaction_id=r.transaction_id))
+                                     audit=ctx.audit(action, reason, transaction_id=r.transaction_id))
     except Conflict:
         raise Refused(f"request {r.transaction_id} changed meanwhile; look again") from None
-    ctx.out({"transaction_id": r.transaction_id, "status": status},
-            lambda: f"{r.transaction_id}: {status}" + (f" ({reason})" if reason else ""))
+    ctx.out({"transaction_id": r.transaction_id, "status": status, "reason": reason},
+            lambda: f"{r.transaction_id}: {status} ({reason})")
+
+
+def approvals_needed(ctx: Context, r: Any) -> int:
+    """
+    Operator approvals the request needs: its server's approval_points less
+    the point a passed eligibility check gives, and at least one.
+    """
+    servers = load_servers(ctx.config_dir, ctx.realm_name)
+    server = servers.get(r.servername)
+    if server is None:
+        return 1
+    eligible = 1 if server.eligible.get(r.mode, False) else 0
+    return max(1, server.approval_points - eligible)
 
 
 def cmd_request_approve(ctx: Context) -> None:
-    _decide(ctx, "approved", "approve", "approved by " + ctx.actor)
+    """
+    One operator's approval.  Each approval is a point; a request that needs
+    more points (four eyes: approval_points 2 without eligibility, or 3)
+    stays pending until that many different operators approved it.
+    """
+    r = _pending(ctx)
+    approvers = {row.actor for row in ctx.store.list_audit(realm=ctx.realm_name, since=r.created, limit=100000)
+                 if row.transaction_id == r.transaction_id and row.action in ("approve", "approve (partial)")}
+    if ctx.actor in approvers:
+        raise Refused(f"{ctx.actor} approved request {r.transaction_id} already; another operator must approve")
+    needed = approvals_needed(ctx, r)
+    given = len(approvers) + 1
+    if given < needed:
+        _decide(ctx, r, "pending", "approve (partial)", f"approved by {given} of {needed} operators")
+    else:
+        _decide(ctx, r, "approved", "approve", f"approved by {ctx.actor}")
 
 
 def cmd_request_reject(ctx: Context) -> None:
-    _decide(ctx, "rejected", "reject", ctx.args.reason or "rejected by the operator")
+    r = _pending(ctx)
+    _decide(ctx, r, "rejected", "reject", ctx.args.reason or "rejected by the operator")
 
 
 # CRL and audit
@@ -419,6 +454,28 @@ def _common(defaults: bool, state: bool = True) -> argparse.ArgumentParser:
     return common
 
 
+IDENTIFIER_WITH_DASH = re.compile(r"^-[A-Za-z0-9_-]{26}$")
+"""A certificate identifier (27 base64url characters) that argparse would take for an option."""
+
+
+def _target(p: argparse.ArgumentParser, name: str, help: str) -> None:
+    """
+    The thing a command works on, positional or as C{--id}: identifiers are
+    base64url, and one in 64 starts with C{-}.
+    """
+    p.add_argument(name, nargs="?", help=help)
+    p.add_argument("--id", dest=f"{name}_option", metavar="ID", help=f"{help}, when it starts with '-'")
+
+
+def _resolve_targets(top: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    for name in ("identifier", "id"):
+        if hasattr(args, f"{name}_option"):
+            value = getattr(args, name) or getattr(args, f"{name}_option")
+            if not value:
+                top.error(f"the {name} is required")
+            setattr(args, name, value)
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="scepadm", description="The operator's command line of the scep server.",
                                   parents=[_common(True)])
@@ -448,9 +505,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--status", choices=["issued", "revoked"])
     p.add_argument("--limit", type=int, default=100)
     p = command(cert, "show", cmd_certificate_show, "show one certificate")
-    p.add_argument("identifier")
+    _target(p, "identifier", "the certificate's identifier")
     p = command(cert, "revoke", cmd_certificate_revoke, "revoke a certificate")
-    p.add_argument("identifier")
+    _target(p, "identifier", "the certificate's identifier")
     p.add_argument("--reason", default="unspecified")
     p.add_argument("--at", help="revocation time (default: now)")
 
@@ -479,7 +536,7 @@ def parser() -> argparse.ArgumentParser:
                              ("approve", cmd_request_approve, "approve a pending request"),
                              ("reject", cmd_request_reject, "reject a pending request")):
         p = command(req, name, func, help)
-        p.add_argument("id", help="the transactionID")
+        _target(p, "id", "the transactionID")
         if name == "reject":
             p.add_argument("--reason")
 
@@ -496,7 +553,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    top = parser()
+    args = top.parse_args([f"--id={a}" if IDENTIFIER_WITH_DASH.match(a) else a for a in argv])
+    _resolve_targets(top, args)
     args.realm_given = args.realm
     args.realm = args.realm or "democa"
     for name, default in (("token", None), ("group", None), ("identifier", None), ("file", None),

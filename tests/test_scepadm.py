@@ -158,6 +158,46 @@ class ScepadmTests(TestCase):
         self.assertIn("approve", actions)
         self.assertIn("reject", actions)
 
+    def test_identifier_with_dash(self) -> None:
+        """An identifier starting with '-' (one in 64) is taken as an identifier, also as --id."""
+        status, _, err = self.call("certificate", "show", "-" + "A" * 26)
+        self.assertEqual(status, 1)
+        self.assertIn("no certificate -AAAA", err)
+        status, _, err = self.call("certificate", "revoke", "--id=-x", "--reason", "superseded")
+        self.assertEqual(status, 1)
+        self.assertIn("no certificate -x", err)
+        status, _, err = self.call("certificate", "show")
+        self.assertEqual(status, 2)
+
+    def as_operator(self, name: str, *arguments: str) -> tuple[int, str, str]:
+        previous = os.environ.get("USER"), os.environ.pop("SUDO_USER", None)
+        os.environ["USER"] = name
+        try:
+            return self.call(*arguments)
+        finally:
+            os.environ["USER"] = previous[0] or ""
+            if previous[1] is not None:
+                os.environ["SUDO_USER"] = previous[1]
+
+    def test_four_eyes(self) -> None:
+        """approval_points 3 without eligibility: two different operators must approve."""
+        path = os.path.join(self.config, "realms", "democa", "scep.yaml")
+        with open(path, "a") as f:
+            f.write("\nfoureyes:\n  policy:\n    approval_points: 3\n    allow_man_approv: 1\n")
+        self.store().create_transaction(TransactionRecord(
+            realm="democa", transaction_id="T-4", public_key_hash="00" * 32, status="pending",
+            message_type=19, servername="foureyes", csr=b"", subject="CN=device", mode="initial",
+            created=now(), updated=now(), reason="approval (1 of 3 points)"))
+        status, out, err = self.as_operator("alice", "request", "approve", "T-4")
+        self.assertEqual(status, 0, err)
+        self.assertIn("pending (approved by 1 of 2 operators)", out)
+        status, _, err = self.as_operator("alice", "request", "approve", "T-4")
+        self.assertEqual(status, 1)
+        self.assertIn("another operator must approve", err)
+        status, out, err = self.as_operator("bob", "request", "approve", "T-4")
+        self.assertEqual(status, 0, err)
+        self.assertIn("T-4: approved", out)
+
     def test_crl_issue(self) -> None:
         """crl issue signs a CRL that openssl verifies with the issuing CA, numbers counting up."""
         need_binary("openssl")
