@@ -23,6 +23,7 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
+import yaml
 from twisted.trial.unittest import SkipTest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -66,6 +67,20 @@ def copy_config(directory: str) -> str:
     config = os.path.join(directory, "etc")
     shutil.copytree(ETC, config)
     return config
+
+
+def merge_yaml(path: str, sections: dict[str, Any]) -> None:
+    """Add (or replace) top-level sections of a YAML config file."""
+    with open(path, encoding="utf-8") as f:
+        tree = yaml.safe_load(f) or {}
+    tree.update(sections)
+    with open(path, "w", encoding="utf-8") as f:
+        yaml.safe_dump(tree, f)
+
+
+def add_server_configs(config: str, sections: dict[str, Any], realm: str = "democa") -> None:
+    """More servername sections in a realm's C{scep.yaml}."""
+    merge_yaml(os.path.join(config, "realms", realm, "scep.yaml"), sections)
 
 
 class Server:

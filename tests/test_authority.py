@@ -18,7 +18,6 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
-import yaml
 from asn1crypto import core
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -36,7 +35,7 @@ from scep.message import FailInfo, MessageType, PKIStatus
 from scep.store import AliasRecord, certificate_record_from_der, open_store
 from tests import certs
 from tests.certs import Requester, der, poll_data
-from tests.server import ETC
+from tests.server import ETC, add_server_configs
 
 REALM = "democa"
 CHALLENGE = "SecretChallenge"
@@ -64,12 +63,7 @@ def config_dir() -> str:
     """The shipped config with the extra server configs of L{SERVERS}."""
     config = os.path.join(_remove_later(tempfile.mkdtemp(prefix="scep-authority-config-")), "etc")
     shutil.copytree(ETC, config)
-    path = os.path.join(config, "realms", REALM, "scep.yaml")
-    with open(path, encoding="utf-8") as f:
-        servers = yaml.safe_load(f)
-    servers.update(SERVERS)
-    with open(path, "w", encoding="utf-8") as f:
-        yaml.safe_dump(servers, f)
+    add_server_configs(config, SERVERS, REALM)
     return config
 
 

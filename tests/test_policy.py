@@ -16,7 +16,6 @@ import subprocess
 import time
 from typing import Any
 
-import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -25,7 +24,7 @@ from twisted.trial.unittest import TestCase
 
 from scep.client import Client, HTTPFailure, make_csr, transaction_id_for
 from scep.message import FailInfo, PKIStatus
-from tests.server import SCEPADM, Server, environment, shared_server
+from tests.server import SCEPADM, Server, add_server_configs, environment, merge_yaml, shared_server
 
 
 def key(bits: int = 2048) -> Any:
@@ -77,24 +76,15 @@ ENDPOINTS.update({
 
 def configure(server: Server) -> None:
     """Write the endpoints, server sections, profiles and a second realm."""
-    realm = os.path.join(server.config, "realms", "democa")
-    with open(os.path.join(realm, "scep.yaml")) as f:
-        sections = yaml.safe_load(f)
-    sections.update(SERVERS)
-    with open(os.path.join(realm, "scep.yaml"), "w") as f:
-        yaml.safe_dump(sections, f)
-    with open(os.path.join(realm, "profiles.yaml")) as f:
-        profiles = yaml.safe_load(f)
-    profiles.update(PROFILES)
-    with open(os.path.join(realm, "profiles.yaml"), "w") as f:
-        yaml.safe_dump(profiles, f)
+    add_server_configs(server.config, SERVERS)
+    merge_yaml(os.path.join(server.config, "realms", "democa", "profiles.yaml"), PROFILES)
     for name, text in ENDPOINTS.items():
         with open(os.path.join(server.config, "scep", name + ".conf"), "w") as f:
             f.write(text)
     vpn = os.path.join(server.config, "realms", "vpnca")
     os.makedirs(vpn)
     with open(os.path.join(vpn, "scep.yaml"), "w") as f:
-        yaml.safe_dump({"vpnserver": {"challenge": {"value": "vpn-secret"}}}, f)
+        f.write("vpnserver:\n  challenge:\n    value: vpn-secret\n")
     subprocess.run([*SCEPADM, "--config", server.config, "--state", server.state, "--realm", "vpnca", "init"],
                    env=environment(), check=True, capture_output=True, timeout=120)
 

@@ -25,7 +25,6 @@ from functools import cache
 from itertools import product
 from typing import Any
 
-import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from twisted.trial.unittest import TestCase
@@ -36,7 +35,7 @@ from scep.message import FailInfo, MessageType, PKIStatus
 from scep.store import certificate_identifier
 from tests import certs
 from tests.certs import Requester, der, poll_data
-from tests.server import Server, copy_config, need_binary, run, shared_server
+from tests.server import Server, add_server_configs, copy_config, need_binary, run, shared_server
 
 REALM = "democa"
 CHALLENGE = "SecretChallenge"
@@ -57,12 +56,7 @@ ENDPOINTS = {
 
 def _write_config(directory: str) -> str:
     config = copy_config(directory)
-    path = os.path.join(config, "realms", REALM, "scep.yaml")
-    with open(path, encoding="utf-8") as f:
-        servers = yaml.safe_load(f)
-    servers.update(SERVERS)
-    with open(path, "w", encoding="utf-8") as f:
-        yaml.safe_dump(servers, f)
+    add_server_configs(config, SERVERS, REALM)
     with open(os.path.join(config, "scep", "default.conf"), encoding="utf-8") as f:
         default = f.read()
     for endpoint, settings in ENDPOINTS.items():
