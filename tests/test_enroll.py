@@ -114,3 +114,19 @@ class EnrollTests(TestCase):
         for keyword in ("AES", "DES3", "POSTPKIOperation", "Renewal", "SHA-1", "SHA-256", "SHA-512", "SCEPStandard"):
             self.assertIn(keyword, keywords)
         self.assertNotIn("GetNextCACert", keywords)
+
+    def test_identifiers_logged(self) -> None:
+        """The first start logs the identifiers of root-1, ca-signer-1 and scep-1."""
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        from scep.client import Client
+        from scep.store import certificate_identifier
+
+        log = self.server.logged()
+        for alias in ("root-1", "ca-signer-1", "scep-1"):
+            self.assertIn(f"created {alias} of realm democa: ", log)
+        client = Client(self.server.url + "/scep")
+        client.get_ca()
+        assert client.ra is not None
+        identifier = certificate_identifier(client.ra.public_bytes(Encoding.DER))
+        self.assertIn(f"created scep-1 of realm democa: {identifier}", log)

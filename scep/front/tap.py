@@ -64,8 +64,9 @@ class Options(OneLineErrors):
             self.wrappers.check_all()
         except ConfigError as e:
             raise SystemExit(_fail(str(e))) from None
+        self.authority_lines: list[str] = []
         if not self["backend"] or self["check-config"]:
-            _check_authority(self["config"], self["state"])
+            self.authority_lines = _check_authority(self["config"], self["state"])
         if self["check-config"]:
             print(f"scep: {self['config']} is fine")
             raise SystemExit(0)
@@ -80,23 +81,27 @@ def worker_arguments(config: str, state: str) -> list[str]:
     return ["-m", "scep.authority.child", "--config", os.path.abspath(config), "--state", os.path.abspath(state)]
 
 
-def _check_authority(config: str, state: str) -> None:
-    """Run one authority check in a child; exit with its one line on failure."""
+def _check_authority(config: str, state: str) -> list[str]:
+    """
+    Run one authority check in a child: it checks the realm configs, opens
+    the store and the keys, and creates the default realm on the first
+    start.  Exit with its one line on failure; else return what it logged.
+    """
     result = subprocess.run(
         [sys.executable, *worker_arguments(config, state), "--check"],
         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300,
     )
-    for line in result.stderr.splitlines():
-        if result.returncode == 0 and line.strip():
-            print(f"scep: {line}")
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
     if result.returncode != 0:
-        lines = [line for line in result.stderr.splitlines() if line.strip()]
         raise SystemExit(_fail(lines[-1].removeprefix("scep worker: ") if lines else "the authority did not start"))
+    return lines
 
 
 def makeService(options: Options) -> IService:
     from twisted.internet import reactor
 
+    for line in options.authority_lines:
+        log.info("authority: {line}", line=line)
     service = MultiService()
     backend: Any
     if options["backend"]:
