@@ -9,7 +9,11 @@ import json
 import os
 import socket
 
+from cryptography.hazmat.primitives.serialization import Encoding
 from twisted.trial.unittest import TestCase
+
+from scep.client import Client
+from scep.store import certificate_identifier
 
 from tests.server import need_binary, run, shared_server
 
@@ -117,11 +121,6 @@ class EnrollTests(TestCase):
 
     def test_identifiers_logged(self) -> None:
         """The first start logs the identifiers of root-1, ca-signer-1 and scep-1."""
-        from cryptography.hazmat.primitives.serialization import Encoding
-
-        from scep.client import Client
-        from scep.store import certificate_identifier
-
         log = self.server.logged()
         for alias in ("root-1", "ca-signer-1", "scep-1"):
             self.assertIn(f"created {alias} of realm democa: ", log)
