@@ -14,7 +14,6 @@ from twisted.trial.unittest import TestCase
 
 from scep.client import Client
 from scep.store import certificate_identifier
-
 from tests.server import need_binary, run, shared_server
 
 
