@@ -6,8 +6,9 @@ transport and signature), content encryption with strict PKCS#7 padding, the
 building of SignedData, EnvelopedData and degenerate certs-only SignedData
 (in DER or, for the client side, in the BER that Apple and jscep send), the
 reading of a SignedData into a L{SignedContent}, and a generic BER-to-DER
-converter.  Structure is handled by asn1crypto, every cryptographic primitive by
-C{cryptography}.  L{scep.message} builds the SCEP layer on top.
+converter.  Structure is handled by asn1crypto (a SignedData is read by walking
+the values its parser finds, which costs far less than its objects), every
+cryptographic primitive by C{cryptography}.  L{scep.message} builds the SCEP layer on top.
 
 Dangerous choices are kept because old clients need them and are named as such:
 single DES ('des', 56-bit key, brute-forceable) and MD5 ('md5', collisions) must
@@ -20,10 +21,10 @@ import functools
 import hashlib
 import hmac
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from asn1crypto import algos as asn1_algos
 from asn1crypto import cms as asn1_cms
@@ -398,28 +399,84 @@ def encrypted_content(encrypted_content_info: Any) -> bytes:
     asn1crypto refuses to read as an implicit OCTET STRING, so the fields are
     walked here.
     """
-    data = bytes(encrypted_content_info.contents or b"")
-    pos = 0
-    while pos < len(data) and data[pos : pos + 2] != b"\x00\x00":
-        length = asn1_parser.peek(data[pos:])
-        class_, method, tag, _, contents, _ = asn1_parser.parse(data[pos : pos + length])
-        if class_ == 2 and tag == 0:
-            return contents if method == 0 else _chunks(contents, 0)
-        pos += length
+    for value in _values(bytes(encrypted_content_info.contents or b"")):
+        if value.class_ == 2 and value.tag == 0:
+            return _octets(value)
     return b""
+
+
+# -- BER reading without building objects ---------------------------------------------
+#
+# asn1crypto builds a Python object for every value it reads, which costs more
+# than the private-key operation of a request.  The request path reads its
+# SignedData with these few helpers instead: each value stays the bytes it was
+# received as.
+
+
+class _TLV(NamedTuple):
+    """One BER value as received: its class, method, tag, contents and whole encoding."""
+
+    class_: int
+    constructed: int
+    tag: int
+    contents: bytes
+    encoded: bytes
+
+
+def _values(data: bytes, limit: int = -1) -> list[_TLV]:
+    """
+    The values one after another in C{data}, up to its end or an
+    end-of-contents; only the first C{limit} when that is not negative.
+    """
+    values: list[_TLV] = []
+    pos, size = 0, len(data)
+    while pos < size and limit != len(values) and data[pos : pos + 2] != b"\x00\x00":
+        # asn1crypto's parse() without the copy of the rest of the data it needs.
+        (class_, constructed, tag, _, contents, _), end = asn1_parser._parse(data, size, pos)
+        values.append(_TLV(class_, constructed, tag, contents, data[pos:end]))
+        pos = end
+    return values
+
+
+def _expect(value: _TLV, tag: int, what: str, class_: int = 0) -> _TLV:
+    """C{value} if it has this tag (universal unless C{class_} says), else L{CMSError}."""
+    if value.class_ != class_ or value.tag != tag:
+        raise CMSError(f"malformed {what}")
+    return value
+
+
+def _octets(value: _TLV) -> bytes:
+    """The octets of an OCTET STRING, primitive or BER constructed of chunks."""
+    return _chunks(value.contents, 0) if value.constructed else value.contents
 
 
 def _chunks(data: bytes, depth: int) -> bytes:
     if depth > 16:
         raise CMSError("constructed OCTET STRING nested too deep")
-    out = []
-    pos = 0
-    while pos < len(data) and data[pos : pos + 2] != b"\x00\x00":
-        length = asn1_parser.peek(data[pos:])
-        _, method, _, _, contents, _ = asn1_parser.parse(data[pos : pos + length])
-        out.append(contents if method == 0 else _chunks(contents, depth + 1))
-        pos += length
-    return b"".join(out)
+    return b"".join(_chunks(v.contents, depth + 1) if v.constructed else v.contents for v in _values(data))
+
+
+@functools.lru_cache(maxsize=256)
+def _dotted(encoded: bytes) -> str:
+    """The dotted form of an OBJECT IDENTIFIER's encoding."""
+    return str(asn1_core.ObjectIdentifier.load(encoded).dotted)
+
+
+def _algorithm(value: _TLV, what: str) -> str:
+    """The dotted algorithm OID of an AlgorithmIdentifier."""
+    return _dotted(_expect(_values(_expect(value, 16, what).contents)[0], 6, what).encoded)
+
+
+def _issuer_and_serial(cert_der: bytes) -> tuple[_TLV, _TLV]:
+    """The issuer Name and the serial number INTEGER of a certificate, as encoded in it."""
+    tbs = _values(_values(_values(cert_der, 1)[0].contents, 1)[0].contents, 4)
+    if tbs[0].class_ == 2 and tbs[0].tag == 0:  # [0] version
+        tbs = tbs[1:]
+    return _expect(tbs[2], 16, "certificate"), _expect(tbs[0], 2, "certificate")
+
+
+def _integer(value: _TLV) -> int:
+    return int.from_bytes(value.contents, "big", signed=True)
 
 
 def _primitive_contents(der: bytes) -> bytes:
@@ -443,8 +500,8 @@ def issuer_and_serial_number(cert: x509.Certificate) -> bytes:
 
 @functools.lru_cache(maxsize=256)
 def _issuer_and_serial_number(cert_der: bytes) -> bytes:
-    tbs = asn1_x509.Certificate.load(cert_der)["tbs_certificate"]
-    return der_tlv(0x30, tbs["issuer"].dump() + tbs["serial_number"].dump())
+    issuer, serial = _issuer_and_serial(cert_der)
+    return der_tlv(0x30, issuer.encoded + serial.encoded)
 
 
 def _signed_data(
@@ -584,14 +641,6 @@ def envelope(
 # -- SignedData reading and verification ---------------------------------------------
 
 
-class _RawAttribute(asn1_core.Sequence):
-    _fields = [("type", asn1_core.ObjectIdentifier), ("values", asn1_core.SetOf, {"spec": asn1_core.Any})]
-
-
-class _RawAttributes(asn1_core.SetOf):
-    _child_spec = _RawAttribute
-
-
 @dataclass(frozen=True)
 class SignedContent:
     """What L{read_signed_data} found: enough to verify the signature later."""
@@ -603,7 +652,8 @@ class SignedContent:
     digest_algorithm: str
     signature_algorithm: str
     signed_attrs: bytes
-    attributes: dict[str, Any]
+    attributes: dict[str, bytes]
+    """The encoding of the first value of each signed attribute, by dotted OID."""
     signature: bytes
     signing_time: datetime | None
 
@@ -626,61 +676,87 @@ def read_certificates(signed_data: Any) -> tuple[list[Any], list[bytes]]:
     return certs, crls
 
 
-def _find_signer(sid: Any, certs: list[Any]) -> Any:
-    if sid.name == "issuer_and_serial_number":
-        issuer, serial = sid.chosen["issuer"], sid.chosen["serial_number"].native
-        for cert in certs:
-            tbs = cert["tbs_certificate"]
-            if tbs["serial_number"].native == serial and (
-                tbs["issuer"].dump() == issuer.dump() or tbs["issuer"] == issuer
+def _content(data: bytes, expected: str) -> list[_TLV]:
+    """The fields of the content of a ContentInfo of type C{expected}, like L{load_content_info}."""
+    info = _values(_expect(_values(data)[0], 16, "ContentInfo").contents)
+    content_type = _dotted(_expect(info[0], 6, "ContentInfo").encoded)
+    if content_type != expected:
+        name = asn1_cms.ContentType._map.get(content_type, content_type)
+        want = asn1_cms.ContentType._map.get(expected, expected)
+        raise CMSError(f"content type is {name}, not {want}")
+    content = _values(_expect(info[1], 0, "ContentInfo", class_=2).contents)[0]
+    return _values(_expect(content, 16, "ContentInfo").contents)
+
+
+def _find_signer(sid: _TLV, certs: list[bytes]) -> int:
+    """The index of the certificate the sid of a signerInfo names."""
+    if sid.class_ == 0 and sid.tag == 16:  # issuerAndSerialNumber
+        issuer, serial_number = _values(sid.contents)
+        serial = _integer(_expect(serial_number, 2, "sid"))
+        for index, cert in enumerate(certs):
+            cert_issuer, cert_serial = _issuer_and_serial(cert)
+            if _integer(cert_serial) == serial and (
+                cert_issuer.encoded == issuer.encoded
+                or asn1_x509.Name.load(cert_issuer.encoded) == asn1_x509.Name.load(issuer.encoded)
             ):
-                return cert
+                return index
     else:
-        ski = sid.chosen.native
-        for cert in certs:
-            if ski in (cert.key_identifier, cert.public_key.sha1):
-                return cert
+        ski = _octets(_expect(sid, 0, "sid", class_=2))
+        for index, cert in enumerate(certs):
+            parsed = asn1_x509.Certificate.load(cert)
+            if ski in (parsed.key_identifier, parsed.public_key.sha1):
+                return index
     raise CMSError("signer certificate not found in the message")
 
 
 def read_signed_data(data: bytes) -> SignedContent:
     """Read a ContentInfo(SignedData) with one signerInfo; does not verify it."""
-    signed_data = load_content_info(data, OID_SIGNED_DATA)
-    encap = signed_data["encap_content_info"]
-    content = encap["content"]
-    econtent = None if isinstance(content, asn1_core.Void) else bytes(content)
-    certs, _ = read_certificates(signed_data)
-    signer_infos = signed_data["signer_infos"]
-    if not len(signer_infos):
+    fields = _content(data, OID_SIGNED_DATA)
+    encap = _values(_expect(fields[2], 16, "encapContentInfo").contents)
+    econtent = None
+    if len(encap) > 1:  # [0] EXPLICIT OCTET STRING
+        explicit = _expect(encap[1], 0, "eContent", class_=2)
+        econtent = _octets(_expect(_values(explicit.contents)[0], 4, "eContent"))
+    certs = [
+        c.encoded
+        for field in fields[3:-1]
+        if field.class_ == 2 and field.tag == 0  # [0] certificates, not [1] crls
+        for c in _values(field.contents)
+        if c.class_ == 0 and c.tag == 16  # a Certificate, not another CertificateChoices
+    ]
+    signer_infos = _values(_expect(fields[-1], 17, "signerInfos").contents)
+    if not signer_infos:
         raise CMSError("no signerInfo")
-    signer_info = signer_infos[0]
-    signer = _find_signer(signer_info["sid"], certs)
-    raw_attrs = signer_info["signed_attrs"]
-    if isinstance(raw_attrs, asn1_core.Void):
+    signer_info = _values(_expect(signer_infos[0], 16, "signerInfo").contents)
+    signer = _find_signer(signer_info[1], certs)
+    raw_attrs = signer_info[3]
+    if raw_attrs.class_ != 2 or raw_attrs.tag != 0:
         raise CMSError("no signed attributes")
-    signed_attrs = b"\x31" + raw_attrs.dump()[1:]
-    attributes: dict[str, Any] = {}
-    for attr in _RawAttributes.load(signed_attrs):
-        values = attr["values"]
-        if len(values):
-            attributes.setdefault(attr["type"].dotted, values[0])
+    signed_attrs = b"\x31" + raw_attrs.encoded[1:]
+    attributes: dict[str, bytes] = {}
+    for attr in _values(raw_attrs.contents):
+        attr_type, values = _values(_expect(attr, 16, "signed attribute").contents)
+        oid = _dotted(_expect(attr_type, 6, "signed attribute").encoded)
+        first = _values(_expect(values, 17, "signed attribute").contents, 1)
+        if first:
+            attributes.setdefault(oid, first[0].encoded)
     signing_time = None
     if OID_SIGNING_TIME in attributes:
         try:
-            signing_time = asn1_cms.Time.load(attributes[OID_SIGNING_TIME].dump()).native
+            signing_time = asn1_cms.Time.load(attributes[OID_SIGNING_TIME]).native
         except ValueError:
             signing_time = None
-    loaded = tuple(x509.load_der_x509_certificate(c.dump()) for c in certs)
+    loaded = tuple(x509.load_der_x509_certificate(c) for c in certs)
     return SignedContent(
         econtent=econtent,
-        econtent_type=encap["content_type"].dotted,
+        econtent_type=_dotted(_expect(encap[0], 6, "encapContentInfo").encoded),
         certificates=loaded,
-        signer_certificate=loaded[next(i for i, c in enumerate(certs) if c is signer)],
-        digest_algorithm=digest_name(signer_info["digest_algorithm"]["algorithm"].dotted),
-        signature_algorithm=signature_algorithm_name(signer_info["signature_algorithm"]["algorithm"].dotted),
+        signer_certificate=loaded[signer],
+        digest_algorithm=digest_name(_algorithm(signer_info[2], "digestAlgorithm")),
+        signature_algorithm=signature_algorithm_name(_algorithm(signer_info[4], "signatureAlgorithm")),
         signed_attrs=signed_attrs,
         attributes=attributes,
-        signature=signer_info["signature"].native,
+        signature=_octets(_expect(signer_info[5], 4, "signature")),
         signing_time=signing_time,
     )
 
@@ -688,7 +764,7 @@ def read_signed_data(data: bytes) -> SignedContent:
 def attribute_value(signed: SignedContent, oid: str) -> Any:
     """The native value of the first value of a signed attribute, or None."""
     value = signed.attributes.get(oid)
-    return None if value is None else value.parse().native
+    return None if value is None else asn1_core.load(value).native
 
 
 def verify_signed(signed: SignedContent) -> None:
@@ -718,9 +794,12 @@ def verify_signed(signed: SignedContent) -> None:
     raise SignatureInvalid("signature does not verify")
 
 
-def _signed_attrs_encodings(original: bytes) -> list[bytes]:
+def _signed_attrs_encodings(original: bytes) -> Iterator[bytes]:
+    """The signed attributes as received, then (only if asked) re-encoded as DER."""
+    yield original
     try:
         der = ber_to_der(original)
     except CMSError:
-        return [original]
-    return [original] if der == original else [original, der]
+        return
+    if der != original:
+        yield der
