@@ -13,6 +13,7 @@ answer.  The CMS primitives live in L{scep.cms}.
 from __future__ import annotations
 
 import enum
+import functools
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -233,26 +234,37 @@ class RecipientId:
     @classmethod
     def for_certificate(cls, cert: x509.Certificate) -> RecipientId:
         """The issuerAndSerialNumber (and SKI, if any) of C{cert}."""
-        issuer, _ = parse_issuer_and_serial(cms.issuer_and_serial_number(cert))
-        return cls(issuer, cert.serial_number, _subject_key_identifier(cert))
+        return cls(_issuer(cert), cert.serial_number, _key_identifiers(cert)[0])
 
     def matches(self, cert: x509.Certificate) -> bool:
         """Whether this identifies C{cert}."""
         if self.subject_key_identifier is not None:
-            return self.subject_key_identifier == _subject_key_identifier(cert) or (
-                self.subject_key_identifier == asn1_x509.Certificate.load(cms._cert_der(cert)).public_key.sha1
-            )
+            return self.subject_key_identifier in _key_identifiers(cert)
         if self.issuer is None or self.serial != cert.serial_number:
             return False
-        issuer, _ = parse_issuer_and_serial(cms.issuer_and_serial_number(cert))
+        issuer = _issuer(cert)
         return issuer == self.issuer or asn1_x509.Name.load(issuer) == asn1_x509.Name.load(self.issuer)
 
 
-def _subject_key_identifier(cert: x509.Certificate) -> bytes | None:
+# What identifies a certificate as a recipient, read once per certificate (the
+# RA's, in the server): certificates compare and hash by their DER.
+
+
+@functools.lru_cache(maxsize=64)
+def _issuer(cert: x509.Certificate) -> bytes:
+    """The issuer Name DER of C{cert}, verbatim."""
+    issuer, _ = parse_issuer_and_serial(cms.issuer_and_serial_number(cert))
+    return issuer
+
+
+@functools.lru_cache(maxsize=64)
+def _key_identifiers(cert: x509.Certificate) -> tuple[bytes | None, bytes]:
+    """The subjectKeyIdentifier of C{cert} (None without one) and the SHA-1 of its public key."""
     try:
-        return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+        ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
     except x509.ExtensionNotFound:
-        return None
+        ski = None
+    return ski, asn1_x509.Certificate.load(cms._cert_der(cert)).public_key.sha1
 
 
 def _recipient_infos(msg: PKIMessage) -> tuple[Any, list[tuple[RecipientId, Any]]]:
