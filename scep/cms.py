@@ -391,20 +391,6 @@ def _ber_to_der(data: bytes, pos: int, depth: int) -> tuple[bytes, int]:
     return tag + der_tlv(0, b"".join(children))[1:], end
 
 
-def encrypted_content(encrypted_content_info: Any) -> bytes:
-    """
-    The encryptedContent octets of an EncryptedContentInfo as received:
-    primitive, or BER constructed of chunks.  Go's pkcs7 (micromdm's
-    scepclient) sends a constructed [0] around one OCTET STRING, which
-    asn1crypto refuses to read as an implicit OCTET STRING, so the fields are
-    walked here.
-    """
-    for value in _values(bytes(encrypted_content_info.contents or b"")):
-        if value.class_ == 2 and value.tag == 0:
-            return _octets(value)
-    return b""
-
-
 # -- BER reading without building objects ---------------------------------------------
 #
 # asn1crypto builds a Python object for every value it reads, which costs more
@@ -636,6 +622,67 @@ def envelope(
     eci = der_tlv(0x30, head + der_tlv(0x80, ciphertext))
     body = der_tlv(0x30, b"\x02\x01\x00" + recipients + eci)
     return der_tlv(0x30, der_oid(OID_ENVELOPED_DATA) + der_tlv(0xA0, body))
+
+
+# -- EnvelopedData reading ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KeyTransRecipient:
+    """
+    A KeyTransRecipientInfo as received: its rid (issuer and serial, or
+    subjectKeyIdentifier), its keyEncryptionAlgorithm DER and encryptedKey.
+    """
+
+    issuer: bytes | None
+    serial: int | None
+    subject_key_identifier: bytes | None
+    key_encryption_algorithm: bytes
+    encrypted_key: bytes
+
+
+def read_enveloped_data(data: bytes) -> tuple[list[KeyTransRecipient], bytes]:
+    """
+    The key transport recipients of a ContentInfo(EnvelopedData) and its
+    EncryptedContentInfo, still encoded (see L{read_encrypted_content}).
+    """
+    fields = _content(data, OID_ENVELOPED_DATA)[1:]  # after the version
+    if fields[0].class_ == 2 and fields[0].tag == 0:  # [0] originatorInfo
+        fields = fields[1:]
+    recipients = []
+    for info in _values(_expect(fields[0], 17, "recipientInfos").contents):
+        if info.class_ == 2 and 1 <= info.tag <= 4:  # kari, kekri, pwri, ori
+            continue
+        _, rid, algorithm, encrypted_key = _values(_expect(info, 16, "recipientInfo").contents)
+        issuer = serial = ski = None
+        if rid.class_ == 0 and rid.tag == 16:  # issuerAndSerialNumber
+            name, serial_number = _values(rid.contents)
+            issuer, serial = _expect(name, 16, "rid").encoded, _integer(_expect(serial_number, 2, "rid"))
+        else:
+            ski = _octets(_expect(rid, 0, "rid", class_=2))
+        recipients.append(
+            KeyTransRecipient(
+                issuer, serial, ski, _expect(algorithm, 16, "keyEncryptionAlgorithm").encoded,
+                _octets(_expect(encrypted_key, 4, "encryptedKey")),
+            )
+        )  # fmt: skip
+    return recipients, _expect(fields[1], 16, "encryptedContentInfo").encoded
+
+
+def read_encrypted_content(encrypted_content_info: bytes) -> tuple[CipherSpec, bytes, bytes]:
+    """
+    The cipher, IV and encryptedContent octets of an EncryptedContentInfo.
+    The octets come primitive, or BER constructed of chunks: Go's pkcs7
+    (micromdm's scepclient) sends a constructed [0] around one OCTET STRING.
+    """
+    _, algorithm, *rest = _values(_values(encrypted_content_info)[0].contents)
+    spec, iv = content_cipher(asn1_algos.EncryptionAlgorithm.load(algorithm.encoded))
+    ciphertext = b""
+    for value in rest:
+        if value.class_ == 2 and value.tag == 0:
+            ciphertext = _octets(value)
+            break
+    return spec, iv, ciphertext
 
 
 # -- SignedData reading and verification ---------------------------------------------

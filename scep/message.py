@@ -18,7 +18,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from asn1crypto import cms as asn1_cms
 from asn1crypto import core as asn1_core
@@ -267,24 +267,16 @@ def _key_identifiers(cert: x509.Certificate) -> tuple[bytes | None, bytes]:
     return ski, asn1_x509.Certificate.load(cms._cert_der(cert)).public_key.sha1
 
 
-def _recipient_infos(msg: PKIMessage) -> tuple[Any, list[tuple[RecipientId, Any]]]:
+def _recipient_infos(msg: PKIMessage) -> tuple[bytes, list[tuple[RecipientId, cms.KeyTransRecipient]]]:
     if msg.enveloped_data is None:
         raise RequestError(FailInfo.badRequest, "the message has no pkcsPKIEnvelope")
     try:
-        enveloped = cms.load_content_info(msg.enveloped_data, cms.OID_ENVELOPED_DATA)
-        result = []
-        for info in enveloped["recipient_infos"]:
-            if info.name != "ktri":
-                continue
-            rid = info.chosen["rid"]
-            if rid.name == "issuer_and_serial_number":
-                recipient = RecipientId(rid.chosen["issuer"].dump(), rid.chosen["serial_number"].native)
-            else:
-                recipient = RecipientId(subject_key_identifier=rid.chosen.native)
-            result.append((recipient, info.chosen))
-        return enveloped, result
+        recipients, encrypted_content_info = cms.read_enveloped_data(msg.enveloped_data)
     except Exception as e:  # noqa: BLE001
         raise RequestError(FailInfo.badRequest, f"malformed pkcsPKIEnvelope: {_one_line(e)}") from None
+    return encrypted_content_info, [
+        (RecipientId(r.issuer, r.serial, r.subject_key_identifier), r) for r in recipients
+    ]
 
 
 def message_recipients(msg: PKIMessage) -> list[RecipientId]:
@@ -305,18 +297,17 @@ def decrypt_message_data(
     msg: PKIMessage, find_key: Callable[[RecipientId], tuple[x509.Certificate, PrivateKey] | None]
 ) -> Decrypted:
     """Open the pkcsPKIEnvelope with the first recipient C{find_key} resolves."""
-    enveloped, recipients = _recipient_infos(msg)
+    encrypted_content_info, recipients = _recipient_infos(msg)
     for rid, ktri in recipients:
         found = find_key(rid)
         if found is None:
             continue
         _, private_key = found
         try:
-            key_transport, pad = cms.key_transport_padding(ktri["key_encryption_algorithm"])
-            eci = enveloped["encrypted_content_info"]
-            spec, iv = cms.content_cipher(eci["content_encryption_algorithm"])
-            ciphertext = cms.encrypted_content(eci)
-            encrypted_key = ktri["encrypted_key"].native
+            algorithm = asn1_cms.KeyEncryptionAlgorithm.load(ktri.key_encryption_algorithm)
+            key_transport, pad = cms.key_transport_padding(algorithm)
+            spec, iv, ciphertext = cms.read_encrypted_content(encrypted_content_info)
+            encrypted_key = ktri.encrypted_key
         except cms.AlgorithmNotSupported as e:
             raise RequestError(FailInfo.badAlg, str(e)) from None
         except Exception as e:  # noqa: BLE001
