@@ -416,10 +416,25 @@ def _values(data: bytes, limit: int = -1) -> list[_TLV]:
     """
     values: list[_TLV] = []
     pos, size = 0, len(data)
-    while pos < size and limit != len(values) and data[pos : pos + 2] != b"\x00\x00":
-        # asn1crypto's parse() without the copy of the rest of the data it needs.
-        (class_, constructed, tag, _, contents, _), end = asn1_parser._parse(data, size, pos)
-        values.append(_TLV(class_, constructed, tag, contents, data[pos:end]))
+    while pos < size and limit != len(values):
+        first = data[pos]
+        length = data[pos + 1] if pos + 1 < size else 0x80
+        if first == 0 and length == 0:
+            break  # end-of-contents
+        if first & 0x1F == 0x1F or length == 0x80 or length > 0x84:
+            # A high tag number, an indefinite length (or a truncated header):
+            # asn1crypto's parse(), without the copy of the rest of the data.
+            (class_, constructed, tag, _, contents, _), end = asn1_parser._parse(data, size, pos)
+            values.append(_TLV(class_, constructed, tag, contents, data[pos:end]))
+        else:  # the common case, read here: a low tag number and a definite length
+            start = pos + 2
+            if length & 0x80:
+                start += length & 0x7F
+                length = int.from_bytes(data[pos + 2 : start], "big")
+            end = start + length
+            if end > size:
+                raise CMSError("truncated value")
+            values.append(_TLV(first >> 6, (first >> 5) & 1, first & 0x1F, data[start:end], data[pos:end]))
         pos = end
     return values
 
