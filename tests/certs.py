@@ -100,17 +100,20 @@ def make_certificate(
     *,
     digital_signature: bool = True,
     key_encipherment: bool = True,
+    sans: list[x509.GeneralName] | None = None,
 ) -> x509.Certificate:
-    """A leaf certificate for C{key} signed by the CA, with the given key usage."""
-    return (
+    """A leaf certificate for C{key} signed by the CA, with the given key usage and SANs."""
+    builder = (
         _builder(name(common_name), ca_certificate.subject, key.public_key())
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             _key_usage(digital_signature=digital_signature, key_encipherment=key_encipherment),
             critical=True,
         )
-        .sign(ca_key, hashes.SHA256())
     )
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    return builder.sign(ca_key, hashes.SHA256())
 
 
 def make_self_signed(key: rsa.RSAPrivateKey, common_name: str = "client") -> x509.Certificate:

@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import ssl
 import stat
 import subprocess
 import time
 
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from twisted.trial.unittest import TestCase
 
 from scep.client import Client, make_csr
 from scep.message import PKIStatus
+from tests import certs
 from tests.server import TWISTD, Server, copy_config, environment, free_port
 
 
@@ -80,10 +85,68 @@ class DeployTests(TestCase):
         self.assertFalse(os.path.exists(os.path.join(base, "front-var", "keys")),
                          "the front made no keys of its own")
 
+    def test_tls_backend(self) -> None:
+        """Across hosts: the worker speaks TLS and wants a front certificate from its CA."""
+        base = os.path.abspath(self.mktemp())
+        tls = os.path.join(base, "tls")
+        os.makedirs(os.path.join(tls, "trust"))
+        ca_key, rogue_key = certs.make_key(), certs.make_key()
+        ca = certs.make_ca(ca_key, "backend CA")
+        files = {}
+        for label, sans in (("worker", [x509.DNSName("localhost")]), ("front", None)):
+            k = certs.make_key()
+            files[label] = self.pem_pair(tls, label, k, certs.make_certificate(k, label, ca, ca_key, sans=sans))
+        files["rogue"] = self.pem_pair(tls, "rogue", rogue_key, certs.make_ca(rogue_key, "rogue"))
+        with open(os.path.join(tls, "trust", "ca.pem"), "wb") as f:
+            f.write(ca.public_bytes(Encoding.PEM))
+        port = free_port()
+        config = copy_config(base)
+        worker = subprocess.Popen(
+            [*TWISTD, "-n", "--pidfile=", f"--logfile={base}/worker.log", "scep-worker",
+             "--listen", f"tcp:{port}:interface=127.0.0.1", "--config", config, "--state", os.path.join(base, "var"),
+             "--tls-certificate", files["worker"][0], "--tls-key", files["worker"][1],
+             "--tls-client-ca", os.path.join(tls, "trust", "ca.pem")],
+            env=environment(), cwd=base, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.addCleanup(lambda: (worker.terminate(), worker.wait(15)))
+        front = Server(os.path.join(base, "front"), config=config, state=os.path.join(base, "front-var"),
+                       extra=["--backend", f"tls:localhost:{port}:trustRoots={tls}/trust:"
+                              f"certificate={files['front'][0]}:privateKey={files['front'][1]}"])
+        self.addCleanup(front.stop)
+        front.start()
+        self.assertEqual(enroll(front.url + "/scep", "over-tls"), PKIStatus.SUCCESS)
+        self.assertTrue(self.amp_answers(port, files["front"]), "the fronts' certificate is let in")
+        for label in ("rogue", None):
+            self.assertFalse(self.amp_answers(port, files.get(label)), f"client certificate {label}")
+
+    def pem_pair(self, directory: str, label: str, k: rsa.RSAPrivateKey, cert: x509.Certificate) -> tuple[str, str]:
+        paths = (os.path.join(directory, f"{label}.pem"), os.path.join(directory, f"{label}.key"))
+        with open(paths[0], "wb") as f:
+            f.write(cert.public_bytes(Encoding.PEM))
+        with open(paths[1], "wb") as f:
+            f.write(k.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+        return paths
+
+    def amp_answers(self, port: int, pair: tuple[str, str] | None) -> bool:
+        """Does the worker answer an AMP Ping over TLS with this client certificate?"""
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        if pair is not None:
+            context.load_cert_chain(*pair)
+        box = b"\x00\x04_ask\x00\x011\x00\x08_command\x00\x04Ping\x00\x00"
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+                with context.wrap_socket(raw) as tls:
+                    tls.sendall(box)
+                    return b"pid" in tls.recv(4096)
+        except (ssl.SSLError, ConnectionError, TimeoutError):
+            return False
+
     def test_bad_options(self) -> None:
         """Both plugins refuse a bad option or a missing value with one line and a non-zero exit."""
         for arguments in (["scep", "--workers", "0"], ["scep", "--no-such-option"],
-                          ["scep-worker"], ["scep-worker", "--bogus"]):
+                          ["scep-worker"], ["scep-worker", "--bogus"],
+                          ["scep-worker", "--listen", "tcp:1", "--tls-key", "x.key"]):
             result = subprocess.run([*TWISTD, "-n", "--pidfile=", *arguments], env=environment(),
                                     capture_output=True, text=True, timeout=60)
             self.assertNotEqual(result.returncode, 0, arguments)

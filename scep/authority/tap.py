@@ -6,6 +6,15 @@ server endpoint, for a privilege-separated deployment::
         --config /etc/scep --state /var/lib/scep
 
 The front then runs with C{--backend unix:/run/scep/worker.sock}.
+
+Across hosts, the worker speaks TLS and requires a client certificate
+issued by the CA of C{--tls-client-ca}; the front connects with Twisted's
+C{tls:} client endpoint, which checks the worker's name::
+
+    twistd scep-worker --listen tcp:9443 --tls-certificate worker.pem \
+        --tls-key worker.key --tls-client-ca fronts-ca.pem ...
+    twistd scep --backend tls:ca.example:9443:trustRoots=/etc/scep/tls-ca:\
+certificate=front.pem:privateKey=front.key
 """
 
 from __future__ import annotations
@@ -15,8 +24,11 @@ from typing import IO, Any
 
 from twisted.application import strports
 from twisted.application.service import IService, MultiService
+from twisted.internet import ssl
 from twisted.internet.protocol import Factory
 from twisted.logger import FileLogObserver, formatEvent, globalLogBeginner
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.python import usage
 
 from scep.config import ConfigError
 from scep.store import StoreError
@@ -30,7 +42,15 @@ class Options(OneLineErrors):
         ["listen", "l", None, "Twisted server endpoint for AMP, e.g. unix:/run/scep/worker.sock:mode=660"],
         ["config", "c", "./etc", "Config directory"],
         ["state", "s", "./var", "State directory (keys, passphrase, SQLite database)"],
+        ["tls-certificate", None, None, "PEM certificate (and chain) of this worker: speak TLS"],
+        ["tls-key", None, None, "PEM private key of --tls-certificate"],
+        ["tls-client-ca", None, None, "PEM CA certificates a front's client certificate must chain to"],
     ]
+
+    def postOptions(self) -> None:
+        tls = [self["tls-certificate"], self["tls-key"], self["tls-client-ca"]]
+        if any(tls) and not all(tls):
+            raise usage.UsageError("TLS needs all of --tls-certificate, --tls-key and --tls-client-ca")
     optFlags = [["check", None, "Open the config, store and keys (creating the default realm), then exit"]]
 
 
@@ -58,6 +78,41 @@ def makeService(options: Options) -> IService:
         print(f"scep-worker: {e}", file=sys.stderr)
         raise SystemExit(1) from None
     service = MultiService()
-    factory = Factory.forProtocol(lambda: AuthorityProtocol(authority))
+    factory: Any = Factory.forProtocol(lambda: AuthorityProtocol(authority))
+    if options["tls-certificate"]:
+        factory = TLSMemoryBIOFactory(tls_options(options), False, factory)
     strports.service(options["listen"], factory).setServiceParent(service)
     return service
+
+
+def tls_options(options: Options) -> Any:
+    """
+    Server TLS that requires a client certificate from the fronts' CA.
+
+    @raise SystemExit: with one line when a file is missing or unreadable.
+    """
+    try:
+        with open(options["tls-certificate"], "rb") as f:
+            chain = f.read()
+        with open(options["tls-key"], "rb") as f:
+            key = f.read()
+        with open(options["tls-client-ca"], "rb") as f:
+            authorities = [ssl.Certificate.loadPEM(block) for block in _pem_blocks(f.read())]
+        certificate = ssl.PrivateCertificate.loadPEM(key + b"\n" + chain)
+    except (OSError, ValueError, ssl.SSL.Error) as e:
+        print(f"scep-worker: TLS files: {e}", file=sys.stderr)
+        raise SystemExit(1) from None
+    if not authorities:
+        print(f"scep-worker: {options['tls-client-ca']}: no certificate in it", file=sys.stderr)
+        raise SystemExit(1)
+    extra = [ssl.Certificate.loadPEM(block).original for block in _pem_blocks(chain)[1:]]
+    return ssl.CertificateOptions(
+        privateKey=certificate.privateKey.original, certificate=certificate.original,
+        extraCertChain=extra, verify=True, caCerts=[a.original for a in authorities],
+        requireCertificate=True,
+    )
+
+
+def _pem_blocks(data: bytes) -> list[bytes]:
+    end = b"-----END CERTIFICATE-----"
+    return [block.strip() + b"\n" + end + b"\n" for block in data.split(end) if b"-----BEGIN CERTIFICATE" in block]
