@@ -62,7 +62,7 @@ def dig(tree: Any, path: str, keys: str) -> Any:
     @raise ConfigError: when a level on the way is not a mapping.
     """
     node = tree
-    walked = []
+    walked: list[str] = []
     for key in keys.split("."):
         if node is None:
             return None

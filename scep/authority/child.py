@@ -50,7 +50,8 @@ def main(argv: list[str]) -> int:
             if reactor.running:
                 reactor.stop()
 
-    StandardIO(Worker(authority), stdin=3, stdout=4, reactor=reactor)
+    # The typing stubs describe Windows' StandardIO, which has no fd arguments.
+    StandardIO(Worker(authority), stdin=3, stdout=4, reactor=reactor)  # type: ignore[call-arg]
     reactor.run()
     return 0
 

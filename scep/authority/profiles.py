@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from scep.authority.policy import _Months, add_relative, relative_date
+from scep.authority.tokens import authority_key_identifier
 from scep.config import ConfigError, load_yaml
 
 KEY_USAGES = ("digital_signature", "content_commitment", "key_encipherment", "data_encipherment",
@@ -213,9 +214,7 @@ def build_certificate(
         .not_valid_after(end)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_certificate.public_key()),
-            critical=False)
+        .add_extension(authority_key_identifier(issuer_certificate), critical=False)
     )
     if profile.key_usage:
         usage = {name: name in profile.key_usage for name in KEY_USAGES}

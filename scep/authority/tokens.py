@@ -115,6 +115,15 @@ def _name(common_name: str, realm: str) -> x509.Name:
     ])
 
 
+def authority_key_identifier(issuer: x509.Certificate) -> x509.AuthorityKeyIdentifier:
+    """The AKI naming C{issuer}: its own subject key identifier where it has one."""
+    try:
+        ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        return x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.public_key())  # type: ignore[arg-type]
+    return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
+
+
 def _random_serial() -> int:
     """A positive serial of 127 random bits: unique across workers and hosts."""
     return secrets.randbits(127) | (1 << 63)
@@ -148,10 +157,7 @@ def make_token_certificate(
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
     )
     if issuer_certificate is not None:
-        builder = builder.add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_certificate.public_key()),
-            critical=False,
-        )
+        builder = builder.add_extension(authority_key_identifier(issuer_certificate), critical=False)
     if group == "scep":
         builder = builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         usage = dict(digital_signature=True, key_encipherment=True, key_cert_sign=False, crl_sign=False)
