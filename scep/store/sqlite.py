@@ -49,6 +49,7 @@ _TX_KEY = "WHERE realm = ? AND transaction_id = ?"
 _TX_UPSERT = " ON CONFLICT (realm, transaction_id) DO UPDATE SET " + ", ".join(
     f"{n} = excluded.{n}" for n in _TX if n not in ("realm", "transaction_id", "public_key_hash", "created")
 )
+_TX_IF_NEW = " ON CONFLICT (realm, transaction_id) DO NOTHING"
 _ALIAS_SELECT = (
     "SELECT a.realm, a.alias_group, a.alias, a.identifier, a.notbefore, "
     "a.notafter, c.not_before, c.not_after "
@@ -62,6 +63,11 @@ def _insert(table: str, names: Sequence[str]) -> str:
     """
     marks = ", ".join("?" for _ in names)
     return f"INSERT INTO {table} ({', '.join(names)}) VALUES ({marks})"
+
+
+_INSERT_CERT = _insert("certificates", _CERT)
+_INSERT_TX = _insert("transactions", _TX)
+_INSERT_AUDIT = _insert("audit", _AUDIT[1:])
 
 
 class SQLiteStore:
@@ -103,14 +109,13 @@ class SQLiteStore:
     def _append(self, db: sqlite3.Connection, audit: AuditRecord | None) -> int | None:
         if audit is None:
             return None
-        names = _AUDIT[1:]
-        cursor = db.execute(_insert("audit", names), to_row(audit, names))
+        cursor = db.execute(_INSERT_AUDIT, to_row(audit, _AUDIT[1:]))
         return cursor.lastrowid
 
     # certificates
 
     def _insert_certificate(self, db: sqlite3.Connection, record: CertificateRecord) -> None:
-        db.execute(_insert("certificates", _CERT), to_row(record, _CERT))
+        db.execute(_INSERT_CERT, to_row(record, _CERT))
         if record.is_ca:
             self._bump(db, {record.realm})
 
@@ -199,15 +204,22 @@ class SQLiteStore:
         issued = replace(transaction, status="issued", certificate_identifier=certificate.identifier)
         key = (transaction.realm, transaction.transaction_id)
         with self._write() as db:
-            row = db.execute(_SELECT_TX + _TX_KEY, key).fetchone()
-            if row is not None:
-                current = from_row(TransactionRecord, row)
-                _check_issuable(current, issued, expected_status)
-                issued = replace(issued, created=current.created)
-            elif expected_status is not None:
-                raise NotFound(f"no transaction {transaction.transaction_id}")
             self._insert_certificate(db, certificate)
-            db.execute(_insert("transactions", _TX) + _TX_UPSERT, to_row(issued, _TX))
+            # A new transaction, the usual case, is one INSERT; one that
+            # exists is checked first (a Conflict rolls the certificate back).
+            inserted = (
+                expected_status is None
+                and db.execute(_INSERT_TX + _TX_IF_NEW, to_row(issued, _TX)).rowcount == 1
+            )
+            if not inserted:
+                row = db.execute(_SELECT_TX + _TX_KEY, key).fetchone()
+                if row is not None:
+                    current = from_row(TransactionRecord, row)
+                    _check_issuable(current, issued, expected_status)
+                    issued = replace(issued, created=current.created)
+                elif expected_status is not None:
+                    raise NotFound(f"no transaction {transaction.transaction_id}")
+                db.execute(_INSERT_TX + _TX_UPSERT, to_row(issued, _TX))
             self._append(db, audit)
         return issued
 
@@ -218,7 +230,7 @@ class SQLiteStore:
 
     def create_transaction(self, record: TransactionRecord, audit: AuditRecord | None = None) -> None:
         with self._write() as db:
-            db.execute(_insert("transactions", _TX), to_row(record, _TX))
+            db.execute(_INSERT_TX, to_row(record, _TX))
             self._append(db, audit)
 
     def update_transaction(
