@@ -295,8 +295,15 @@ class SCEPSite(Site):
 
 
 def make_site(resource: SCEPResource, reactor: Any = None) -> Site:
-    """The Site for the front: long headers, capped bodies, no HTML errors."""
+    """
+    The Site for the front: long headers, capped bodies, no HTML errors, and
+    no form parsing of POST bodies (a pkiMessage is never a form; Twisted
+    would run every Content-Type through the email package to find out).
+    """
     site = SCEPSite(resource, reactor=reactor)
+    # Site(parsePOSTFormSubmission=False) in newer Twisted (twisted#12412);
+    # set directly so that the older Twisted we support, which ignores it, still starts.
+    site._parsePOSTFormSubmission = False
     site.protocol = SCEPChannel
     site.requestFactory = SCEPRequest
     site.displayTracebacks = False
