@@ -12,6 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
 from scep.authority.realm import Realm, Token
+from scep.authority.tokens import authority_key_identifier
 from scep.store import AuditRecord, Conflict, CRLRecord, Store
 
 CRL_VALIDITY = datetime.timedelta(days=7)
@@ -49,15 +50,6 @@ def issue_crl(store: Store, realm: str, token: Token, key: Any, now: datetime.da
         time=now, realm=realm, actor=actor, action="crl issue", identifier=token.identifier,
         detail=f"CRL number {number} of {token.alias}"))
     return issued
-
-
-def authority_key_identifier(issuer: x509.Certificate) -> x509.AuthorityKeyIdentifier:
-    """The issuer's own subject key identifier when it has one, else one computed from its key."""
-    try:
-        ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    except x509.ExtensionNotFound:
-        return x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.public_key())  # type: ignore[arg-type]
-    return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
 
 
 def revoked_entries(store: Store, realm: str, token: Token,
