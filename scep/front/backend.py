@@ -17,13 +17,14 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.application.service import MultiService, Service
 from twisted.internet import defer, error
 from twisted.internet.endpoints import clientFromString
-from twisted.internet.protocol import Factory, ProcessProtocol
+from twisted.internet.protocol import Factory, ProcessProtocol, connectionDone
 from twisted.logger import Logger
 from twisted.protocols import amp
 from twisted.python.failure import Failure
@@ -120,9 +121,20 @@ class _WorkerProtocol(ProcessProtocol):
         self._partial = {1: b"", 2: b""}
 
     def connectionMade(self) -> None:
+        assert self.transport is not None
+        self.pid = self.transport.pid
         self.amp.makeConnection(_ChildTransport(self.transport))
-        self.connection = _Connection(self.amp, f"{self.index}/pid {self.transport.pid}")
+        self.connection = _Connection(self.amp, f"{self.index}/pid {self.pid}")
         self.pool._started(self)
+
+    def signal(self, name: str) -> None:
+        """Send the child a signal, unless it is gone already."""
+        if self.transport is None:
+            return
+        try:
+            self.transport.signalProcess(name)
+        except error.ProcessExitedAlready:
+            pass
 
     def childDataReceived(self, childFD: int, data: bytes) -> None:
         if childFD == 4:
@@ -132,7 +144,7 @@ class _WorkerProtocol(ProcessProtocol):
         self._partial[childFD] = lines.pop()
         for line in lines:
             if line.strip():
-                log.info("worker {pid}: {line}", pid=self.transport.pid,
+                log.info("worker {pid}: {line}", pid=self.pid,
                          line=line.decode("utf-8", "replace").rstrip())
 
     def childConnectionLost(self, childFD: int) -> None:
@@ -212,10 +224,7 @@ class WorkerPool(Service):
         def failed(reason: Failure) -> None:
             log.error("authority worker {index} did not start: {reason}",
                       index=protocol.index, reason=reason.getErrorMessage())
-            try:
-                protocol.transport.signalProcess("KILL")
-            except error.ProcessExitedAlready:
-                pass
+            protocol.signal("KILL")
 
         d.addCallbacks(ready, failed)
 
@@ -246,10 +255,7 @@ class WorkerPool(Service):
         d: defer.Deferred[None] = defer.Deferred()
         self._stopping.append(d)
         for protocol in list(self.children.values()):
-            try:
-                protocol.transport.signalProcess("TERM")
-            except error.ProcessExitedAlready:
-                pass
+            protocol.signal("TERM")
         return d
 
     async def call(self, command: type[amp.Command], **arguments: Any) -> dict[str, Any]:
@@ -268,7 +274,7 @@ class RemoteBackend(MultiService):
         self.balancer = _Balancer(reactor)
         self.endpoint = endpoint
         for index in range(connections):
-            factory = Factory.forProtocol(lambda index=index: _RemoteAMP(self.balancer, index))
+            factory = Factory.forProtocol(partial(_RemoteAMP, self.balancer, index))
             ClientService(
                 clientFromString(reactor, endpoint), factory,
                 retryPolicy=backoffPolicy(maxDelay=10.0),
@@ -289,6 +295,6 @@ class _RemoteAMP(amp.AMP):
         log.info("connected to authority ({name})", name=self.connection.name)
         self.balancer.add(self.connection)
 
-    def connectionLost(self, reason: Failure) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.balancer.remove(self.connection)
         super().connectionLost(reason)

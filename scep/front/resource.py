@@ -75,12 +75,14 @@ class SCEPChannel(http.HTTPChannel):
 
     def lineLengthExceeded(self, line: bytes) -> None:
         log.info("refused a request line or header over {limit} bytes", limit=MAX_HEADERS)
+        assert self.transport is not None
         self.transport.write(_plain_response(414, f"request line or header over {MAX_HEADERS} bytes"))
         self.transport.loseConnection()
 
     def _respondToBadRequestAndDisconnect(self) -> None:
         # Twisted answers a bare 400 here; clients deserve a reason.
         log.info("refused a malformed or oversized HTTP request")
+        assert self.transport is not None
         self.transport.write(_plain_response(400, "malformed or oversized HTTP request"))
         self.loseConnection()
 
@@ -108,11 +110,13 @@ class SCEPRequest(Request):
     def _refuse(self) -> None:
         self._refused = True
         log.info("refused a body over {limit} bytes", limit=MAX_BODY)
-        self.channel.transport.write(_plain_response(413, f"request body over {MAX_BODY} bytes"))
+        channel = self.channel
+        assert channel is not None and channel.transport is not None
+        channel.transport.write(_plain_response(413, f"request body over {MAX_BODY} bytes"))
         # Read nothing more from this connection (as HTTPChannel does once
         # it is not persistent), and close it.
-        self.channel.dataReceived = lambda data: None
-        self.channel.transport.loseConnection()
+        channel.dataReceived = lambda data: None  # type: ignore[method-assign]
+        channel.transport.loseConnection()
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
         if not self._refused:
@@ -290,7 +294,7 @@ class SCEPSite(Site):
     line per request itself, with content only at DEBUG.
     """
 
-    def log(self, request: Request) -> None:
+    def log(self, request: Any) -> None:
         pass
 
 
@@ -304,7 +308,7 @@ def make_site(resource: SCEPResource, reactor: Any = None) -> Site:
     # Site(parsePOSTFormSubmission=False) in newer Twisted (twisted#12412);
     # set directly so that the older Twisted we support, which ignores it, still starts.
     site._parsePOSTFormSubmission = False
-    site.protocol = SCEPChannel
+    site.protocol = SCEPChannel  # type: ignore[assignment]
     site.requestFactory = SCEPRequest
     site.displayTracebacks = False
     site.noisy = False
