@@ -268,9 +268,10 @@ class PolicyTests(TestCase):
         self.assertEqual(self.certificate(old)["revocation_reason"], "superseded")
 
     def test_allow_replace(self) -> None:
-        """allow_replace: a renewal outside the window is accepted as a replace."""
-        _, renewed = self.renew("replace", "replaced")
+        """allow_replace: a renewal outside the window is a replace, ending when the old certificate does."""
+        old, renewed = self.renew("replace", "replaced")
         self.assertEqual(renewed.status, PKIStatus.SUCCESS, renewed.fail_info_text)
+        self.assertEqual(renewed.certificates[0].not_valid_after_utc, old.not_valid_after_utc)
 
     def test_onbehalf(self) -> None:
         """authorized_signer: an operator certificate enrolls another subject; others may not."""

@@ -11,6 +11,7 @@ certificate.
 
 from __future__ import annotations
 
+import datetime
 import functools
 import hmac
 from dataclasses import dataclass, replace
@@ -245,9 +246,13 @@ class Enrollment:
         except (ProfileViolation, RequestError):
             return False
 
+    def window_start(self, record: CertificateRecord) -> datetime.datetime:
+        """When a certificate's renewal window opens: renewal_period before it expires."""
+        return add_relative(record.not_after, _negate(self.server.renewal_period))
+
     def check_window(self, record: CertificateRecord) -> None:
         """A renewal is accepted only when the signer expires within renewal_period, or with allow_replace."""
-        window_start = add_relative(record.not_after, _negate(self.server.renewal_period))
+        window_start = self.window_start(record)
         if self.now < window_start and not self.server.allow_replace:
             raise RequestError(FailInfo.badRequest, "renewal outside the renewal window: the certificate "
                                f"expires {record.not_after:%Y-%m-%d}, renewal opens {window_start:%Y-%m-%d}")
@@ -309,6 +314,10 @@ class Enrollment:
         not_after = None
         if transaction.mode == "initial" and self.server.initial_validity is not None:
             not_after = add_relative(self.now, self.server.initial_validity)
+        elif predecessor is not None and self.now < self.window_start(predecessor):
+            # A replace (allow_replace, before the renewal window): the new
+            # certificate ends when the one it replaces would have.
+            not_after = predecessor.not_after
         try:
             certificate = build_certificate(csr, profile, issuer_certificate=signer.certificate,
                                             issuer_key=self.realm.key(signer), now=self.now,
