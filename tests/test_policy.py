@@ -41,7 +41,7 @@ SERVERS: dict[str, Any] = {
     "maxactive": {"challenge": {"value": "right"}, "policy": {"max_active_certs": 1}},
     "autorevoke": {"challenge": {"value": "right"}, "policy": {"auto_revoke_existing_certs": 1}},
     "nowindow": {"challenge": {"value": "right"}},
-    "replace": {"challenge": {"value": "right"}, "policy": {"allow_replace": 1}},
+    "replace": {"challenge": {"value": "right"}, "policy": {"allow_replace": 1}, "initial_validity": "0003"},
     "window": {"challenge": {"value": "right"}, "renewal_period": "02",
                "revoke_on_replace": {"reason_code": "superseded"}},
     "onbehalf": {"challenge": {"value": "right"},
@@ -272,6 +272,8 @@ class PolicyTests(TestCase):
         old, renewed = self.renew("replace", "replaced")
         self.assertEqual(renewed.status, PKIStatus.SUCCESS, renewed.fail_info_text)
         self.assertEqual(renewed.certificates[0].not_valid_after_utc, old.not_valid_after_utc)
+        lifetime = old.not_valid_after_utc - old.not_valid_before_utc
+        self.assertLess(lifetime, datetime.timedelta(days=100), "not the profile's year")
 
     def test_onbehalf(self) -> None:
         """authorized_signer: an operator certificate enrolls another subject; others may not."""
