@@ -26,9 +26,18 @@ from twisted.application import strports
 from twisted.application.service import IService, MultiService
 from twisted.internet import ssl
 from twisted.internet.protocol import Factory
-from twisted.logger import FileLogObserver, formatEvent, globalLogBeginner
+from twisted.logger import (
+    FileLogObserver,
+    FilteringLogObserver,
+    ILogFilterPredicate,
+    LogLevel,
+    PredicateResult,
+    formatEvent,
+    globalLogBeginner,
+)
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python import usage
+from zope.interface import implementer
 
 from scep.config import ConfigError
 from scep.store import StoreError
@@ -54,6 +63,19 @@ class Options(OneLineErrors):
     optFlags = [["check", None, "Open the config, store and keys (creating the default realm), then exit"]]
 
 
+@implementer(ILogFilterPredicate)
+class _NoAMPChatter:
+    """
+    Drop AMP's per-connection info lines (they show the repr of a pipe
+    address); the front logs each worker's start and end itself.
+    """
+
+    def __call__(self, event: dict[str, Any]) -> PredicateResult:
+        if event.get("log_namespace") == "twisted.protocols.amp" and event.get("log_level") == LogLevel.info:
+            return PredicateResult.no
+        return PredicateResult.maybe
+
+
 def start_logging(stream: IO[str]) -> None:
     """Log plain lines (no timestamps: the front adds its own) to C{stream}."""
 
@@ -63,7 +85,8 @@ def start_logging(stream: IO[str]) -> None:
             text += "\n" + event["log_failure"].getTraceback()
         return text + "\n"
 
-    globalLogBeginner.beginLoggingTo([FileLogObserver(stream, line)], redirectStandardIO=False)
+    observer = FilteringLogObserver(FileLogObserver(stream, line), [_NoAMPChatter()])
+    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
 
 
 def makeService(options: Options) -> IService:
