@@ -7,7 +7,8 @@ and answers with L{build_cert_rep}; the client side (tests, a future client)
 uses L{build_pki_message} and L{parse_cert_rep}.  Errors are of two kinds:
 L{MessageError} when no CertRep can be built at all (answer HTTP 400), and
 L{RequestError} when a signed FAILURE CertRep carrying its failInfo is the
-answer.  The CMS primitives live in L{scep.cms}.
+answer.  The CMS layer lives in L{scep.cms}, its algorithms in
+L{scep.algorithms}.
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from scep import cms
+from scep import algorithms, cms
+from scep.algorithms import AlgorithmNotSupported, Cast5Parameters, DecryptionFailed
 from scep.cms import degenerate as build_degenerate
+from scep.der import CMSError, der_tlv
 
 PrivateKey = rsa.RSAPrivateKey
 
@@ -109,7 +112,7 @@ _SCEP_ATTRIBUTES = {
     OID_FAIL_INFO_TEXT,
 ) = _SCEP_ATTRIBUTES
 for _oid, (_name, _spec) in _SCEP_ATTRIBUTES.items():
-    cms._register_oid(asn1_cms.CMSAttributeType, _oid, _name)
+    algorithms.register_oid(asn1_cms.CMSAttributeType, _oid, _name)
     asn1_cms.CMSAttribute._oid_specs.setdefault(_name, _spec)
 
 _PRINTABLE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 '()+,-./:=?")
@@ -118,10 +121,10 @@ _PRINTABLE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123
 def _attribute(oid: str, value: str | bytes) -> bytes:
     """A signed attribute; a string that is no PrintableString goes as UTF8String."""
     if isinstance(value, bytes):
-        return cms.attribute(oid, cms.der_tlv(0x04, value))
+        return cms.attribute(oid, der_tlv(0x04, value))
     if set(value) <= _PRINTABLE and oid != OID_FAIL_INFO_TEXT:
-        return cms.attribute(oid, cms.der_tlv(0x13, value.encode("ascii")))
-    return cms.attribute(oid, cms.der_tlv(0x0C, value.encode("utf-8")))
+        return cms.attribute(oid, der_tlv(0x13, value.encode("ascii")))
+    return cms.attribute(oid, der_tlv(0x0C, value.encode("utf-8")))
 
 
 # -- pkiMessage ---------------------------------------------------------------------
@@ -202,7 +205,7 @@ def parse_pki_message(data: bytes) -> PKIMessage:
         return _pki_message(cms.read_signed_data(bytes(data)))
     except MessageError:
         raise
-    except cms.CMSError as e:
+    except CMSError as e:
         raise MessageError(_one_line(e)) from None
     except Exception as e:  # noqa: BLE001 - anything from garbage is a bad message
         raise MessageError(f"malformed pkiMessage: {_one_line(e)}") from None
@@ -212,9 +215,9 @@ def verify_pki_message(msg: PKIMessage) -> None:
     """Check the messageDigest and the signature, or raise L{RequestError}."""
     try:
         cms.verify_signed(msg._signed)
-    except cms.AlgorithmNotSupported as e:
+    except AlgorithmNotSupported as e:
         raise RequestError(FailInfo.badAlg, str(e)) from None
-    except cms.CMSError as e:
+    except CMSError as e:
         raise RequestError(FailInfo.badMessageCheck, str(e)) from None
     except Exception as e:  # noqa: BLE001 - a malformed attribute fails the check
         raise RequestError(FailInfo.badMessageCheck, f"cannot verify: {_one_line(e)}") from None
@@ -264,7 +267,7 @@ def _key_identifiers(cert: x509.Certificate) -> tuple[bytes | None, bytes]:
         ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
     except x509.ExtensionNotFound:
         ski = None
-    return ski, asn1_x509.Certificate.load(cms._cert_der(cert)).public_key.sha1
+    return ski, asn1_x509.Certificate.load(cms.certificate_der(cert)).public_key.sha1
 
 
 def _recipient_infos(msg: PKIMessage) -> tuple[bytes, list[tuple[RecipientId, cms.KeyTransRecipient]]]:
@@ -305,19 +308,19 @@ def decrypt_message_data(
         _, private_key = found
         try:
             algorithm = asn1_cms.KeyEncryptionAlgorithm.load(ktri.key_encryption_algorithm)
-            key_transport, pad = cms.key_transport_padding(algorithm)
+            key_transport, pad = algorithms.key_transport_padding(algorithm)
             spec, iv, ciphertext = cms.read_encrypted_content(encrypted_content_info)
             encrypted_key = ktri.encrypted_key
-        except cms.AlgorithmNotSupported as e:
+        except AlgorithmNotSupported as e:
             raise RequestError(FailInfo.badAlg, str(e)) from None
         except Exception as e:  # noqa: BLE001
             raise RequestError(FailInfo.badRequest, f"malformed pkcsPKIEnvelope: {_one_line(e)}") from None
         if not isinstance(private_key, rsa.RSAPrivateKey):
             raise RequestError(FailInfo.badAlg, "only RSA key transport is supported")
         try:
-            key = cms.unwrap_key(pad, private_key, encrypted_key)
-            content = cms.decrypt_content(spec, key, iv, ciphertext)
-        except cms.DecryptionFailed:
+            key = algorithms.unwrap_key(pad, private_key, encrypted_key)
+            content = algorithms.decrypt_content(spec, key, iv, ciphertext)
+        except DecryptionFailed:
             raise RequestError(FailInfo.badMessageCheck, "cannot decrypt the envelope") from None
         return Decrypted(content, spec.name, key_transport)
     raise RequestError(FailInfo.badRequest, "message is not encrypted to a certificate of this server")
@@ -345,7 +348,8 @@ def build_cert_rep(
     A signed CertRep answering C{request}, DER.  SUCCESS envelopes a degenerate
     SignedData of C{certificates} and C{crls} to the request's signer
     certificate; FAILURE (failInfo defaults to badRequest) and PENDING carry no
-    content.
+    content.  CAST5 parameters take the form the request's had, or else
+    OpenSSL's (see L{algorithms.Cast5Parameters}).
     """
     status = PKIStatus(status)
     attributes = [
@@ -367,6 +371,7 @@ def build_cert_rep(
             request.signer_certificate,
             cipher=cipher,
             key_transport=key_transport,
+            cast5_parameters=_cast5_parameters(request) if cipher == "cast5" else "iv",
         )
     return cms.sign_content(
         econtent,
@@ -376,6 +381,20 @@ def build_cert_rep(
         attributes=attributes,
         certificates=[signer_certificate, *extra_certificates],
     )
+
+
+def _cast5_parameters(request: PKIMessage) -> Cast5Parameters:
+    """The form of the CAST5 parameters of the request's envelope; OpenSSL's if it used another cipher."""
+    if request.enveloped_data is None:
+        return "iv"
+    try:
+        _, encrypted_content_info = cms.read_enveloped_data(request.enveloped_data)
+        algorithm = cms.content_encryption_algorithm(encrypted_content_info)
+        if algorithm["algorithm"].dotted != algorithms.CIPHERS["cast5"].oid:
+            return "iv"
+        return algorithms.read_cast5_parameters(algorithm)[1]
+    except Exception:  # noqa: BLE001 - not readable as CAST5: OpenSSL's form
+        return "iv"
 
 
 def build_pki_message(
@@ -396,6 +415,7 @@ def build_pki_message(
     extra_certificates: Sequence[x509.Certificate] = (),
     envelope: bytes | None = None,
     oaep_digest: str = "sha1",
+    cast5_parameters: Cast5Parameters = "iv",
 ) -> bytes:
     """
     What a SCEP client sends.  C{message_data} (PKCS#10, IssuerAndSerialNumber
@@ -403,6 +423,7 @@ def build_pki_message(
     omits the envelope, and C{envelope} puts given bytes in its place.
     C{ber} sends indefinite lengths and chunked OCTET STRINGs, as Apple and
     jscep do.  C{signing_time} None means now, 'omit' leaves it out.
+    C{cast5_parameters} is the form of CAST5 parameters.
     """
     if envelope is None and message_data is not None:
         if recipient_certificate is None:
@@ -413,6 +434,7 @@ def build_pki_message(
             cipher=cipher,
             key_transport=key_transport,
             oaep_digest=oaep_digest,
+            cast5_parameters=cast5_parameters,
             ber=ber,
         )
     attributes = [

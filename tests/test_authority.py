@@ -24,13 +24,14 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import AttributeOID, ExtendedKeyUsageOID
 from twisted.trial.unittest import TestCase
 
-from scep import cms
+from scep import algorithms, cms
 from scep import message as m
 from scep.authority.crl import issue_crl
 from scep.authority.enroll import MS_TEMPLATE_NAME
 from scep.authority.service import Answer, Authority
 from scep.authority.tokens import KeyStore, add_token, create_realm
 from scep.commands import NotAvailable
+from scep.der import der_oid
 from scep.message import FailInfo, MessageType, PKIStatus
 from scep.store import AliasRecord, certificate_record_from_der, open_store
 from tests import certs
@@ -354,10 +355,10 @@ class FailInfoTests(AuthorityMixin, TestCase):
         requester = client()
         csr = requester.csr(challenge=CHALLENGE)
         ra = self.token("scep")
-        des3, rc2 = cms.der_oid(cms.CIPHERS["3des"].oid), cms.der_oid("1.2.840.113549.3.2")
-        rsa = cms.der_oid(cms.OID_RSA_ENCRYPTION)
-        sha256 = cms.der_oid(cms.DIGESTS["sha256"].oid)
-        pss = cms.der_oid("1.2.840.113549.1.1.10")
+        des3, rc2 = der_oid(algorithms.CIPHERS["3des"].oid), der_oid("1.2.840.113549.3.2")
+        rsa = der_oid(algorithms.OID_RSA_ENCRYPTION)
+        sha256 = der_oid(algorithms.DIGESTS["sha256"].oid)
+        pss = der_oid("1.2.840.113549.1.1.10")
         cases = [
             (requester.message(MessageType.PKCSReq, None, ra,
                                envelope=cms.envelope(csr, ra, cipher="3des").replace(des3, rc2)), "rc2"),
@@ -372,7 +373,7 @@ class FailInfoTests(AuthorityMixin, TestCase):
         for request, text in cases:
             reply = requester.read(self.answer(request).body)
             self.assertFailure(reply, FailInfo.badAlg, text)
-            self.assertIn(reply.digest, cms.DIGESTS)
+            self.assertIn(reply.digest, algorithms.DIGESTS)
         self.assertEqual(self.contents(), before)
 
 
@@ -384,9 +385,9 @@ class AlgorithmTests(AuthorityMixin, TestCase):
         requester = client()
         certificate = self.issued(requester)
         data = m.issuer_and_serial(certificate)
-        for cipher in cms.CIPHERS:
-            for digest in cms.DIGESTS:
-                for key_transport in cms.KEY_TRANSPORTS:
+        for cipher in algorithms.CIPHERS:
+            for digest in algorithms.DIGESTS:
+                for key_transport in algorithms.KEY_TRANSPORTS:
                     reply = self.ask(requester, MessageType.GetCert, data, cipher=cipher, digest=digest,
                                      key_transport=key_transport, signature_algorithm="sha256WithRSAEncryption")
                     where = (cipher, digest, key_transport)

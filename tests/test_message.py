@@ -18,8 +18,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from twisted.trial.unittest import SkipTest, TestCase
 
-from scep import cms
+from scep import algorithms, cms
 from scep import message as m
+from scep.der import der_oid, der_tlv
 from tests import certs
 
 CIPHERS = ("des", "3des", "aes128", "aes192", "aes256", "blowfish", "cast5")
@@ -82,13 +83,15 @@ def cert_rep(status: m.PKIStatus, **kwargs) -> tuple[m.PKIMessage, bytes]:
 class RoundTripTests(TestCase):
     """Client to server: build, parse, verify, decrypt."""
 
-    def check(self, cipher: str) -> None:
+    def check(self, cipher: str, **options) -> None:
         p = pki()
         for digest in DIGESTS:
             for key_transport in KEY_TRANSPORTS:
                 for ber in (False, True):
                     combo = f"{cipher}/{digest}/{key_transport}/ber={ber}"
-                    data = request(cipher=cipher, digest=digest, key_transport=key_transport, ber=ber)
+                    data = request(
+                        cipher=cipher, digest=digest, key_transport=key_transport, ber=ber, **options
+                    )
                     self.assertEqual(data[:2] == b"\x30\x80", ber, combo)
                     msg = m.parse_pki_message(data)
                     m.verify_pki_message(msg)
@@ -126,6 +129,10 @@ class RoundTripTests(TestCase):
     def test_cast5(self) -> None:
         """CAST5 round trips with every digest, key transport and encoding."""
         self.check("cast5")
+
+    def test_cast5_rfc2984(self) -> None:
+        """CAST5 with RFC 2984's CAST5CBCParameters round trips too."""
+        self.check("cast5", cast5_parameters="rfc2984")
 
     def test_attributes(self) -> None:
         """The SCEP attributes and the signing details read back as sent."""
@@ -230,6 +237,22 @@ class CertRepTests(TestCase):
             self.assertNotEqual(rep.sender_nonce, req.sender_nonce)
             self.assertEqual(rep.signer_certificate, p["ra"])
             self.assertIsNone(rep.fail_info)
+
+    def test_cast5_parameters_mirrored(self) -> None:
+        """A CAST5 reply has the form of parameters the request had; OpenSSL's after another cipher."""
+        p = pki()
+        cases = (("cast5", "iv", "iv"), ("cast5", "rfc2984", "rfc2984"),
+                 ("aes128", "rfc2984", "iv"), ("blowfish", "rfc2984", "iv"))  # fmt: skip
+        for cipher, form, expected in cases:
+            req = m.parse_pki_message(request(cipher=cipher, cast5_parameters=form))
+            data = m.build_cert_rep(request=req, signer_certificate=p["ra"], signer_key=p["ra_key"],
+                                    status=m.PKIStatus.SUCCESS, certificates=[p["issued"]],
+                                    cipher="cast5")  # fmt: skip
+            _, encrypted_content_info = cms.read_enveloped_data(m.parse_pki_message(data).enveloped_data)
+            algorithm = cms.content_encryption_algorithm(encrypted_content_info)
+            self.assertEqual(algorithms.read_cast5_parameters(algorithm)[1], expected, (cipher, form))
+            rep = self.parse(data)
+            self.assertEqual((rep.cipher, rep.certificates), ("cast5", [p["issued"]]))
 
     def test_success_options(self) -> None:
         """Certificates keep their order; CRLs, digest, OAEP and extra certificates are honoured."""
@@ -376,7 +399,7 @@ class BadInputTests(TestCase):
             m.OID_SENDER_NONCE: m._attribute(m.OID_SENDER_NONCE, b"n" * 16),
         }
         bad = [m._attribute(m.OID_MESSAGE_TYPE, "nineteen"), m._attribute(m.OID_SENDER_NONCE, b""),
-               cms.attribute(m.OID_SENDER_NONCE, cms.der_tlv(0x13, b"x"))]  # fmt: skip
+               cms.attribute(m.OID_SENDER_NONCE, der_tlv(0x13, b"x"))]  # fmt: skip
         cases = [{k: v for k, v in good.items() if k != oid} for oid in good]
         cases += [
             {**good, oid: attr}
@@ -412,7 +435,7 @@ class BadInputTests(TestCase):
 
     def test_unknown_digest(self) -> None:
         """An unknown digest algorithm is badAlg naming it."""
-        sha256 = cms.der_oid(cms.DIGESTS["sha256"].oid)
+        sha256 = der_oid(algorithms.DIGESTS["sha256"].oid)
         data = request().replace(sha256, sha256[:-1] + b"\x7f")
         error = self.assertRaises(m.RequestError, m.verify_pki_message, m.parse_pki_message(data))
         self.assertEqual(
@@ -440,17 +463,33 @@ class BadInputTests(TestCase):
     def test_unknown_cipher(self) -> None:
         """An unknown content cipher OID is badAlg naming the OID."""
         p = pki()
-        aes = cms.der_oid(cms.CIPHERS["aes128"].oid)
+        aes = der_oid(algorithms.CIPHERS["aes128"].oid)
         envelope = cms.envelope(p["csr"], p["ra"]).replace(aes, aes[:-1] + b"\x7f")
         msg = m.parse_pki_message(request(envelope=envelope))
         error = self.assertRaises(m.RequestError, m.decrypt_message_data, msg, ra_key_finder)
         self.assertEqual(error.fail_info, m.FailInfo.badAlg)
         self.assertIn("2.16.840.1.101.3.4.1.127", error.text)
 
+    def test_bad_cast5_parameters(self) -> None:
+        """CAST5 parameters in neither form are badRequest; a CAST5 reply to them takes OpenSSL's form."""
+        p = pki()
+        envelope = cms.envelope(p["csr"], p["ra"], cipher="cast5")
+        cast5 = der_oid(algorithms.CIPHERS["cast5"].oid)
+        iv = envelope[envelope.index(cast5) + len(cast5) :][:10]
+        msg = m.parse_pki_message(request(envelope=envelope.replace(cast5 + iv, cast5 + b"\x02\x08" + iv[2:])))
+        error = self.assertRaises(m.RequestError, m.decrypt_message_data, msg, ra_key_finder)
+        self.assertEqual(error.fail_info, m.FailInfo.badRequest)
+        self.assertEqual(error.text, "malformed pkcsPKIEnvelope: bad parameters for cast5")
+        data = m.build_cert_rep(request=msg, signer_certificate=p["ra"], signer_key=p["ra_key"],
+                                status=m.PKIStatus.SUCCESS, cipher="cast5")  # fmt: skip
+        _, encrypted_content_info = cms.read_enveloped_data(m.parse_pki_message(data).enveloped_data)
+        algorithm = cms.content_encryption_algorithm(encrypted_content_info)
+        self.assertEqual(algorithms.read_cast5_parameters(algorithm)[1], "iv")
+
     def test_unknown_key_transport(self) -> None:
         """An unknown key transport OID is badAlg."""
         p = pki()
-        rsa = cms.der_oid(cms.OID_RSA_ENCRYPTION)
+        rsa = der_oid(algorithms.OID_RSA_ENCRYPTION)
         envelope = cms.envelope(p["csr"], p["ra"]).replace(rsa, rsa[:-1] + b"\x7f")
         error = self.assertRaises(
             m.RequestError,
@@ -543,7 +582,7 @@ class OpenSSLTests(TestCase):
                     "1.3.6.1.5.5.7.24.1", "messageDigest", "signingTime", "contentType"):  # fmt: skip
             self.assertIn(oid, text)
 
-    def decrypt_all(self, ciphers: tuple[str, ...]) -> list[str]:
+    def decrypt_all(self, ciphers: tuple[str, ...], *providers: str) -> list[str]:
         """Decrypt CertRep envelopes with openssl; the ciphers it does not support."""
         p = pki()
         cert, key = self.pem("client.pem", p["client"]), self.key("client.key", p["client_key"])
@@ -554,7 +593,7 @@ class OpenSSLTests(TestCase):
                 envelope = self.write("envelope.der", m.parse_pki_message(data).enveloped_data)
                 out = os.path.join(self.directory, "degenerate.der")
                 args = ("cms", "-decrypt", "-inform", "DER", "-in", envelope, "-recip", cert, "-inkey", key)
-                done = self.run_openssl(*args, "-out", out, check=False)
+                done = self.run_openssl(*args, *providers, "-out", out, check=False)
                 if done.returncode and b"unsupported" in done.stderr.lower():
                     unsupported.append(cipher)
                     continue
@@ -569,13 +608,10 @@ class OpenSSLTests(TestCase):
         self.assertEqual(self.decrypt_all(("3des", "aes128", "aes192", "aes256")), [])
 
     def test_envelope_decrypts_legacy(self) -> None:
-        """openssl cms -decrypt opens DES, Blowfish and CAST5 envelopes where it can."""
-        unsupported = self.decrypt_all(("des", "blowfish", "cast5"))
+        """openssl cms -decrypt, with OpenSSL 3's legacy provider, opens DES, Blowfish and CAST5 envelopes."""
+        unsupported = self.decrypt_all(("des", "blowfish", "cast5"), "-provider", "legacy", "-provider", "default")
         if unsupported:
-            raise SkipTest(
-                f"openssl lacks {', '.join(unsupported)}: OpenSSL 3 keeps them in the legacy provider,"
-                " which is not loaded by default"
-            )
+            raise SkipTest(f"openssl lacks {', '.join(unsupported)} even with its legacy provider")
 
     def test_degenerate_prints(self) -> None:
         """openssl pkcs7 -print_certs reads build_degenerate output, in order, with the CRL."""
@@ -627,6 +663,35 @@ class OpenSSLTests(TestCase):
             msg = m.parse_pki_message(request(envelope=self.read("env.der")))
             decrypted = m.decrypt_message_data(msg, ra_key_finder)
             self.assertEqual(decrypted.content, p["csr"])
+
+    def test_openssl_legacy_envelope_decrypts(self) -> None:
+        """
+        An envelope made by openssl with OpenSSL 3's legacy provider (DES,
+        Blowfish, CAST5 with its plain OCTET STRING IV) is decrypted, and a
+        CAST5 reply to it is one openssl decrypts.
+        """
+        p = pki()
+        ra, csr = self.pem("ra.pem", p["ra"]), self.write("csr.der", p["csr"])
+        legacy = ("-provider", "legacy", "-provider", "default")
+        for option, cipher in (("-des-cbc", "des"), ("-bf-cbc", "blowfish"), ("-cast5-cbc", "cast5")):
+            for padding in ((), ("-keyopt", "rsa_padding_mode:oaep")):
+                out = os.path.join(self.directory, "env.der")
+                done = self.run_openssl("cms", "-encrypt", "-binary", option, "-outform", "DER",
+                                        "-in", csr, "-out", out, "-recip", ra, *padding, *legacy,
+                                        check=False)  # fmt: skip
+                if done.returncode and b"unsupported" in done.stderr.lower():
+                    raise SkipTest(f"openssl lacks {cipher} even with its legacy provider")
+                self.assertEqual(done.returncode, 0, done.stderr)
+                req = m.parse_pki_message(request(envelope=self.read("env.der")))
+                decrypted = m.decrypt_message_data(req, ra_key_finder)
+                self.assertEqual((decrypted.content, decrypted.cipher), (p["csr"], cipher))
+        data = m.build_cert_rep(request=req, signer_certificate=p["ra"], signer_key=p["ra_key"],
+                                status=m.PKIStatus.SUCCESS, certificates=[p["issued"]],
+                                cipher="cast5")  # fmt: skip
+        envelope = self.write("reply.der", m.parse_pki_message(data).enveloped_data)
+        cert, key = self.pem("client.pem", p["client"]), self.key("client.key", p["client_key"])
+        self.run_openssl("cms", "-decrypt", "-inform", "DER", "-in", envelope, "-recip", cert, "-inkey", key,
+                         *legacy)  # fmt: skip
 
     def test_openssl_signed_data_parses(self) -> None:
         """A SignedData made by openssl (sha1, BER streaming) verifies with verify_signed_data."""

@@ -29,8 +29,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from twisted.trial.unittest import TestCase
 
-from scep import cms
+from scep import algorithms, cms
 from scep import message as m
+from scep.der import der_oid
 from scep.message import FailInfo, MessageType, PKIStatus
 from scep.store import certificate_identifier
 from tests import certs
@@ -132,7 +133,7 @@ class ProtocolMixin:
 
 TABLE_TYPES = (MessageType.PKCSReq, MessageType.RenewalReq, MessageType.CertPoll, MessageType.GetCert,
                MessageType.GetCRL)
-TABLE_CIPHERS = tuple(cms.CIPHERS)
+TABLE_CIPHERS = tuple(algorithms.CIPHERS)
 TABLE_DIGESTS = ("sha1", "sha256", "sha512")
 
 
@@ -175,7 +176,7 @@ class TableTests(ProtocolMixin, TestCase):
 
     def check(self, message_type: MessageType, cipher: str, digest: str, index: int) -> None:
         requester, data, options, expected = table_request(message_type)
-        options.update(cipher=cipher, digest=digest, key_transport=cms.KEY_TRANSPORTS[index % 2],
+        options.update(cipher=cipher, digest=digest, key_transport=algorithms.KEY_TRANSPORTS[index % 2],
                        signature_algorithm=("rsaEncryption", "xWithRSAEncryption")[index // 2 % 2])
         reply = send(requester, message_type, data, **options)
         self.assertSuccess(reply)
@@ -249,7 +250,7 @@ class AlgorithmTests(ProtocolMixin, TestCase):
         """A content cipher we do not support is a signed FAILURE badAlg naming it."""
         requester = Requester(certs.cached_key("cisco"), common_name="cisco-router")
         ra = ca_certificates()[0]
-        des3, rc2 = cms.der_oid(cms.CIPHERS["3des"].oid), cms.der_oid("1.2.840.113549.3.2")
+        des3, rc2 = der_oid(algorithms.CIPHERS["3des"].oid), der_oid("1.2.840.113549.3.2")
         envelope = cms.envelope(requester.csr(challenge=CHALLENGE), ra, cipher="3des").replace(des3, rc2)
         self.assertFailure(send(requester, MessageType.PKCSReq, None, envelope=envelope), FailInfo.badAlg, "rc2")
 

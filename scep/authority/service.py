@@ -19,8 +19,8 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from twisted.logger import Logger
 
-from scep import cms
 from scep import message as scep_message
+from scep.algorithms import CIPHERS, DIGESTS
 from scep.authority.enroll import Enrollment
 from scep.authority.realm import Realm, Token
 from scep.authority.tokens import KeyStore
@@ -256,10 +256,10 @@ class Authority:
         if ra is None or not ra.valid_at(self.now()):
             ra = realm.current("scep")
         assert ra is not None
-        cipher = _endpoint_choice(encryption_algorithm, cms.CIPHERS, "encryption_algorithm") or _mirror(
-            decrypted.cipher if decrypted else None, cms.CIPHERS, WEAK_CIPHERS, "aes128")
-        digest = _endpoint_choice(hash_algorithm, cms.DIGESTS, "hash_algorithm") or _mirror(
-            request.digest_algorithm, cms.DIGESTS, WEAK_DIGESTS, "sha256")
+        cipher = _endpoint_choice(encryption_algorithm, CIPHERS, "encryption_algorithm") or _mirror(
+            decrypted.cipher if decrypted else None, CIPHERS, WEAK_CIPHERS, "aes128")
+        digest = _endpoint_choice(hash_algorithm, DIGESTS, "hash_algorithm") or _mirror(
+            request.digest_algorithm, DIGESTS, WEAK_DIGESTS, "sha256")
         return Reply(request=request, ra=ra, ra_key=realm.key(ra), cipher=cipher, digest=digest, chain=[])
 
 
