@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, TOP)
 
-from scep import message  # noqa: E402
+from scep import clientmessage  # noqa: E402
 from scep.authority.amp import open_authority  # noqa: E402
 from scep.client import make_csr, self_signed  # noqa: E402
 from scep.message import MessageType  # noqa: E402
@@ -55,7 +55,7 @@ def main() -> None:
         requests = []
         for index in range(args.requests + 30 + 100 * bool(args.profile)):
             csr = make_csr(key, f"bench-{index}", challenge=CHALLENGE)
-            requests.append(message.build_pki_message(
+            requests.append(clientmessage.build_pki_message(
                 message_type=MessageType.PKCSReq, message_data=csr.public_bytes(serialization.Encoding.DER),
                 recipient_certificate=ra.certificate, signer_certificate=self_signed(key, csr.subject),
                 signer_key=key, transaction_id=f"BENCH-{index}"))

@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, TOP)
 
-from scep import message  # noqa: E402
+from scep import clientmessage, message  # noqa: E402
 from scep.client import Client, make_csr, self_signed  # noqa: E402
 from scep.message import MessageType, PKIStatus  # noqa: E402
 from tests.server import ETC, TWISTD, environment, free_port  # noqa: E402
@@ -114,7 +114,7 @@ def build_requests(url: str, count: int, key: rsa.RSAPrivateKey, tag: str) -> tu
     for index in range(count):
         csr = make_csr(key, f"bench-{tag}-{index}", challenge=CHALLENGE)
         signer = self_signed(key, csr.subject)
-        requests.append(message.build_pki_message(
+        requests.append(clientmessage.build_pki_message(
             message_type=MessageType.PKCSReq, message_data=csr.public_bytes(serialization.Encoding.DER),
             recipient_certificate=client.ra, signer_certificate=signer, signer_key=key,
             transaction_id=f"BENCH-{tag}-{index}-{os.getpid()}", cipher="aes128", digest="sha256"))

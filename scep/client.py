@@ -22,8 +22,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import AttributeOID, NameOID
 
-from scep import message
-from scep.message import CertRep, MessageType
+from scep import clientmessage, message
+from scep.clientmessage import CertRep
+from scep.message import MessageType
 
 
 class HTTPFailure(Exception):
@@ -130,7 +131,7 @@ class Client:
     def get_next_ca(self) -> tuple[list[x509.Certificate], x509.Certificate]:
         """GetNextCACert: the next certificates and who signed them."""
         _, body = self._http("GetNextCACert")
-        content, signer = message.verify_signed_data(body)
+        content, signer = clientmessage.verify_signed_data(body)
         return message.parse_degenerate(content)[0], signer
 
     def send(self, data: bytes, extra: dict[str, str] | None = None) -> bytes:
@@ -147,11 +148,11 @@ class Client:
             self.get_ca()
         options.setdefault("cipher", self.cipher)
         options.setdefault("digest", self.digest)
-        data = message.build_pki_message(
+        data = clientmessage.build_pki_message(
             message_type=message_type, message_data=message_data, recipient_certificate=self.ra,
             signer_certificate=certificate, signer_key=key, transaction_id=transaction_id, **options)
         reply = self.send(data, extra)
-        return message.parse_cert_rep(reply, recipient_key=key, recipient_certificate=certificate)
+        return clientmessage.parse_cert_rep(reply, recipient_key=key, recipient_certificate=certificate)
 
     def enroll(self, key: Any, csr: x509.CertificateSigningRequest, *,
                signer: tuple[Any, x509.Certificate] | None = None, transaction_id: str | None = None,

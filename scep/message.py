@@ -19,7 +19,6 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
 
 from asn1crypto import cms as asn1_cms
 from asn1crypto import core as asn1_core
@@ -118,7 +117,7 @@ for _oid, (_name, _spec) in _SCEP_ATTRIBUTES.items():
 _PRINTABLE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 '()+,-./:=?")
 
 
-def _attribute(oid: str, value: str | bytes) -> bytes:
+def scep_attribute(oid: str, value: str | bytes) -> bytes:
     """A signed attribute; a string that is no PrintableString goes as UTF8String."""
     if isinstance(value, bytes):
         return cms.attribute(oid, der_tlv(0x04, value))
@@ -150,7 +149,7 @@ class PKIMessage:
     _signed: cms.SignedContent = field(repr=False, compare=False)
 
 
-def _one_line(error: BaseException) -> str:
+def one_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     return "".join(c if " " <= c <= "~" else "?" for c in text)[:160]
 
@@ -206,9 +205,9 @@ def parse_pki_message(data: bytes) -> PKIMessage:
     except MessageError:
         raise
     except CMSError as e:
-        raise MessageError(_one_line(e)) from None
+        raise MessageError(one_line(e)) from None
     except Exception as e:  # noqa: BLE001 - anything from garbage is a bad message
-        raise MessageError(f"malformed pkiMessage: {_one_line(e)}") from None
+        raise MessageError(f"malformed pkiMessage: {one_line(e)}") from None
 
 
 def verify_pki_message(msg: PKIMessage) -> None:
@@ -220,7 +219,7 @@ def verify_pki_message(msg: PKIMessage) -> None:
     except CMSError as e:
         raise RequestError(FailInfo.badMessageCheck, str(e)) from None
     except Exception as e:  # noqa: BLE001 - a malformed attribute fails the check
-        raise RequestError(FailInfo.badMessageCheck, f"cannot verify: {_one_line(e)}") from None
+        raise RequestError(FailInfo.badMessageCheck, f"cannot verify: {one_line(e)}") from None
 
 
 # -- pkcsPKIEnvelope ---------------------------------------------------------------
@@ -276,7 +275,7 @@ def _recipient_infos(msg: PKIMessage) -> tuple[bytes, list[tuple[RecipientId, cm
     try:
         recipients, encrypted_content_info = cms.read_enveloped_data(msg.enveloped_data)
     except Exception as e:  # noqa: BLE001
-        raise RequestError(FailInfo.badRequest, f"malformed pkcsPKIEnvelope: {_one_line(e)}") from None
+        raise RequestError(FailInfo.badRequest, f"malformed pkcsPKIEnvelope: {one_line(e)}") from None
     return encrypted_content_info, [
         (RecipientId(r.issuer, r.serial, r.subject_key_identifier), r) for r in recipients
     ]
@@ -314,7 +313,7 @@ def decrypt_message_data(
         except AlgorithmNotSupported as e:
             raise RequestError(FailInfo.badAlg, str(e)) from None
         except Exception as e:  # noqa: BLE001
-            raise RequestError(FailInfo.badRequest, f"malformed pkcsPKIEnvelope: {_one_line(e)}") from None
+            raise RequestError(FailInfo.badRequest, f"malformed pkcsPKIEnvelope: {one_line(e)}") from None
         if not isinstance(private_key, rsa.RSAPrivateKey):
             raise RequestError(FailInfo.badAlg, "only RSA key transport is supported")
         try:
@@ -353,18 +352,18 @@ def build_cert_rep(
     """
     status = PKIStatus(status)
     attributes = [
-        _attribute(OID_MESSAGE_TYPE, str(int(MessageType.CertRep))),
-        _attribute(OID_PKI_STATUS, str(int(status))),
-        _attribute(OID_TRANSACTION_ID, request.transaction_id),
-        _attribute(OID_SENDER_NONCE, os.urandom(16)),
-        _attribute(OID_RECIPIENT_NONCE, request.sender_nonce),
+        scep_attribute(OID_MESSAGE_TYPE, str(int(MessageType.CertRep))),
+        scep_attribute(OID_PKI_STATUS, str(int(status))),
+        scep_attribute(OID_TRANSACTION_ID, request.transaction_id),
+        scep_attribute(OID_SENDER_NONCE, os.urandom(16)),
+        scep_attribute(OID_RECIPIENT_NONCE, request.sender_nonce),
     ]
     econtent = None
     if status == PKIStatus.FAILURE:
         failure = FailInfo.badRequest if fail_info is None else FailInfo(fail_info)
-        attributes.append(_attribute(OID_FAIL_INFO, str(int(failure))))
+        attributes.append(scep_attribute(OID_FAIL_INFO, str(int(failure))))
         if fail_info_text is not None:
-            attributes.append(_attribute(OID_FAIL_INFO_TEXT, fail_info_text))
+            attributes.append(scep_attribute(OID_FAIL_INFO_TEXT, fail_info_text))
     elif status == PKIStatus.SUCCESS:
         econtent = cms.envelope(
             build_degenerate(certificates, crls),
@@ -397,64 +396,6 @@ def _cast5_parameters(request: PKIMessage) -> Cast5Parameters:
         return "iv"
 
 
-def build_pki_message(
-    *,
-    message_type: int,
-    message_data: bytes | None,
-    recipient_certificate: x509.Certificate | None,
-    signer_certificate: x509.Certificate,
-    signer_key: PrivateKey,
-    transaction_id: str,
-    sender_nonce: bytes | None = None,
-    cipher: str = "aes128",
-    digest: str = "sha256",
-    key_transport: str = "rsaes_pkcs1v15",
-    signing_time: datetime | None | Literal["omit"] = None,
-    signature_algorithm: str = "rsaEncryption",
-    ber: bool = False,
-    extra_certificates: Sequence[x509.Certificate] = (),
-    envelope: bytes | None = None,
-    oaep_digest: str = "sha1",
-    cast5_parameters: Cast5Parameters = "iv",
-) -> bytes:
-    """
-    What a SCEP client sends.  C{message_data} (PKCS#10, IssuerAndSerialNumber
-    or IssuerAndSubject DER) is enveloped to C{recipient_certificate}; None
-    omits the envelope, and C{envelope} puts given bytes in its place.
-    C{ber} sends indefinite lengths and chunked OCTET STRINGs, as Apple and
-    jscep do.  C{signing_time} None means now, 'omit' leaves it out.
-    C{cast5_parameters} is the form of CAST5 parameters.
-    """
-    if envelope is None and message_data is not None:
-        if recipient_certificate is None:
-            raise ValueError("recipient_certificate is needed to envelope message_data")
-        envelope = cms.envelope(
-            message_data,
-            recipient_certificate,
-            cipher=cipher,
-            key_transport=key_transport,
-            oaep_digest=oaep_digest,
-            cast5_parameters=cast5_parameters,
-            ber=ber,
-        )
-    attributes = [
-        _attribute(OID_MESSAGE_TYPE, str(int(message_type))),
-        _attribute(OID_TRANSACTION_ID, transaction_id),
-        _attribute(OID_SENDER_NONCE, os.urandom(16) if sender_nonce is None else sender_nonce),
-    ]
-    return cms.sign_content(
-        envelope,
-        signer_certificate=signer_certificate,
-        signer_key=signer_key,
-        digest=digest,
-        attributes=attributes,
-        signing_time=signing_time,
-        signature_algorithm=signature_algorithm,
-        certificates=[signer_certificate, *extra_certificates],
-        ber=ber,
-    )
-
-
 def build_signed_data(
     content: bytes,
     *,
@@ -473,85 +414,13 @@ def build_signed_data(
     )
 
 
-def verify_signed_data(data: bytes) -> tuple[bytes, x509.Certificate]:
-    """The content and signer of a SignedData signed by its embedded signer."""
-    try:
-        signed = cms.read_signed_data(data)
-        cms.verify_signed(signed)
-    except Exception as e:  # noqa: BLE001
-        raise MessageError(_one_line(e)) from None
-    return signed.econtent or b"", signed.signer_certificate
-
-
 def parse_degenerate(data: bytes) -> tuple[list[x509.Certificate], list[bytes]]:
     """The certificates (in order) and CRL DERs of a degenerate SignedData."""
     try:
         certs, crls = cms.read_certificates(cms.load_content_info(data, cms.OID_SIGNED_DATA))
         return [x509.load_der_x509_certificate(c.dump()) for c in certs], crls
     except Exception as e:  # noqa: BLE001
-        raise MessageError(f"malformed degenerate PKCS#7: {_one_line(e)}") from None
-
-
-@dataclass(frozen=True)
-class CertRep:
-    """A verified and decrypted CertRep, as a client sees it."""
-
-    status: PKIStatus
-    fail_info: FailInfo | None
-    fail_info_text: str | None
-    transaction_id: str
-    sender_nonce: bytes
-    recipient_nonce: bytes | None
-    certificates: list[x509.Certificate]
-    crls: list[bytes]
-    signer_certificate: x509.Certificate
-    cipher: str | None
-    digest: str
-    message_type: int
-
-
-def parse_cert_rep(
-    data: bytes, *, recipient_key: PrivateKey, recipient_certificate: x509.Certificate
-) -> CertRep:
-    """Verify a CertRep, decrypt a SUCCESS envelope and read the certificates."""
-    msg = parse_pki_message(data)
-    try:
-        verify_pki_message(msg)
-        status = PKIStatus(-1 if msg.pki_status is None else msg.pki_status)
-        fail_info = None if msg.fail_info is None else FailInfo(msg.fail_info)
-    except (RequestError, ValueError) as e:
-        raise MessageError(f"bad CertRep: {e}") from None
-    certificates: list[x509.Certificate] = []
-    crls: list[bytes] = []
-    cipher = None
-    if status == PKIStatus.SUCCESS:
-        mine = RecipientId.for_certificate(recipient_certificate)
-
-        def find_key(rid: RecipientId) -> tuple[x509.Certificate, PrivateKey] | None:
-            if rid == mine or rid.matches(recipient_certificate):
-                return recipient_certificate, recipient_key
-            return None
-
-        try:
-            decrypted = decrypt_message_data(msg, find_key)
-        except RequestError as e:
-            raise MessageError(f"bad CertRep: {e}") from None
-        cipher = decrypted.cipher
-        certificates, crls = parse_degenerate(decrypted.content)
-    return CertRep(
-        status=status,
-        fail_info=fail_info,
-        fail_info_text=msg.fail_info_text,
-        transaction_id=msg.transaction_id,
-        sender_nonce=msg.sender_nonce,
-        recipient_nonce=msg.recipient_nonce,
-        certificates=certificates,
-        crls=crls,
-        signer_certificate=msg.signer_certificate,
-        cipher=cipher,
-        digest=msg.digest_algorithm,
-        message_type=msg.message_type,
-    )
+        raise MessageError(f"malformed degenerate PKCS#7: {one_line(e)}") from None
 
 
 # -- messageData of GetCert, GetCRL and CertPoll ---------------------------------------
@@ -576,7 +445,7 @@ def parse_issuer_and_serial(data: bytes) -> tuple[bytes, int]:
         issuer.native  # noqa: B018 - force a full parse
         return issuer.dump(), int(isn["serial_number"].native)
     except Exception as e:  # noqa: BLE001
-        raise RequestError(FailInfo.badRequest, f"malformed IssuerAndSerialNumber: {_one_line(e)}") from None
+        raise RequestError(FailInfo.badRequest, f"malformed IssuerAndSerialNumber: {one_line(e)}") from None
 
 
 def issuer_and_subject(issuer_name_der: bytes, subject_name_der: bytes) -> bytes:
@@ -594,4 +463,4 @@ def parse_issuer_and_subject(data: bytes) -> tuple[bytes, bytes]:
         issuer.native, subject.native  # noqa: B018 - force a full parse
         return issuer.dump(), subject.dump()
     except Exception as e:  # noqa: BLE001
-        raise RequestError(FailInfo.badRequest, f"malformed IssuerAndSubject: {_one_line(e)}") from None
+        raise RequestError(FailInfo.badRequest, f"malformed IssuerAndSubject: {one_line(e)}") from None

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import AttributeOID, NameOID
 
-from scep import message
+from scep import clientmessage, message
 
 _KEYS: dict[str, rsa.RSAPrivateKey] = {}
 
@@ -187,15 +187,15 @@ class Requester:
 
     def message(self, message_type: int, message_data: bytes | None, recipient: x509.Certificate, *,
                 transaction_id: str | None = None, **options: Any) -> bytes:
-        """A signed pkiMessage; C{options} go to L{message.build_pki_message}."""
-        return message.build_pki_message(
+        """A signed pkiMessage; C{options} go to L{clientmessage.build_pki_message}."""
+        return clientmessage.build_pki_message(
             message_type=message_type, message_data=message_data, recipient_certificate=recipient,
             signer_certificate=self.certificate, signer_key=self.key,
             transaction_id=transaction_id or os.urandom(8).hex(), **options)
 
-    def read(self, reply: bytes) -> message.CertRep:
+    def read(self, reply: bytes) -> clientmessage.CertRep:
         """Verify and open a CertRep answering one of our messages."""
-        return message.parse_cert_rep(reply, recipient_key=self.key, recipient_certificate=self.certificate)
+        return clientmessage.parse_cert_rep(reply, recipient_key=self.key, recipient_certificate=self.certificate)
 
 
 def poll_data(issuer: x509.Certificate, subject: x509.Name) -> bytes:

@@ -25,6 +25,7 @@ from cryptography.x509.oid import AttributeOID, ExtendedKeyUsageOID
 from twisted.trial.unittest import TestCase
 
 from scep import algorithms, cms
+from scep import clientmessage as cm
 from scep import message as m
 from scep.authority.crl import issue_crl
 from scep.authority.enroll import MS_TEMPLATE_NAME
@@ -132,14 +133,14 @@ class AuthorityMixin:
 
     def ask(self, requester: Requester, message_type: int, data: bytes | None, *,
             servername: str = "generic", recipient: x509.Certificate | None = None,
-            reply_options: dict[str, str] | None = None, **options: Any) -> m.CertRep:
+            reply_options: dict[str, str] | None = None, **options: Any) -> cm.CertRep:
         """Send one request, signed at the clock's time unless told; read the CertRep."""
         options.setdefault("signing_time", self.clock.now)
         request = requester.message(message_type, data, recipient or self.token("scep"), **options)
         return requester.read(self.answer(request, servername, **(reply_options or {})).body)
 
     def enroll(self, requester: Requester, *, key: Any = None, challenge: str | None = CHALLENGE,
-               message_type: int = MessageType.PKCSReq, **options: Any) -> m.CertRep:
+               message_type: int = MessageType.PKCSReq, **options: Any) -> cm.CertRep:
         return self.ask(requester, message_type, requester.csr(key, challenge), **options)
 
     def issued(self, requester: Requester, **options: Any) -> x509.Certificate:
@@ -148,7 +149,7 @@ class AuthorityMixin:
         self.assertEqual((reply.status, reply.fail_info_text), (PKIStatus.SUCCESS, None))
         return reply.certificates[0]
 
-    def assertFailure(self, reply: m.CertRep, fail_info: FailInfo, text: str = "") -> None:
+    def assertFailure(self, reply: cm.CertRep, fail_info: FailInfo, text: str = "") -> None:
         """A FAILURE with this failInfo and a failInfoText containing C{text}."""
         self.assertEqual((reply.status, reply.fail_info), (PKIStatus.FAILURE, fail_info), reply.fail_info_text)
         self.assertTrue(reply.fail_info_text)
@@ -443,7 +444,7 @@ class RenewalTests(AuthorityMixin, TestCase):
         self.clock.now = self.old.not_valid_after_utc - timedelta(days=30)
 
     def renew(self, signer: Requester | None = None, *, key: Any = None, servername: str = "generic",
-              message_type: int = MessageType.RenewalReq, **options: Any) -> m.CertRep:
+              message_type: int = MessageType.RenewalReq, **options: Any) -> cm.CertRep:
         return self.enroll(signer or self.signer, key=key or self.new_key, challenge=None,
                            message_type=message_type, servername=servername, **options)
 
@@ -563,7 +564,7 @@ class PendingTests(AuthorityMixin, TestCase):
     """Manual approval and authentication: PENDING, then polling or resending."""
 
     def poll(self, requester: Requester, transaction_id: str, servername: str = "pending",
-             subject: x509.Name | None = None) -> m.CertRep:
+             subject: x509.Name | None = None) -> cm.CertRep:
         data = poll_data(self.token("ca-signer"), subject or requester.certificate.subject)
         return self.ask(requester, MessageType.CertPoll, data, transaction_id=transaction_id,
                         servername=servername)
@@ -744,7 +745,7 @@ class RolloverTests(AuthorityMixin, TestCase):
         notbefore = self.clock.now + timedelta(days=1)
         root = self.add_root(notbefore)
         self.assertIn("GetNextCACert", self.authority.capabilities(REALM, "generic"))
-        content, signer = m.verify_signed_data(self.authority.next_ca(REALM, "generic"))
+        content, signer = cm.verify_signed_data(self.authority.next_ca(REALM, "generic"))
         self.assertEqual(der(signer), der(self.token("scep")))
         self.assertEqual([der(c) for c in m.parse_degenerate(content)[0]], [der(root)])
         self.assertEqual(der(self.getcacert()[-1]), der(old_root))
@@ -762,7 +763,7 @@ class RolloverTests(AuthorityMixin, TestCase):
         issuer = (self.token("ca-signer"), self.realm.key(self.realm.current("ca-signer")))
         made = [add_token(self.store, self.keys, REALM, group, issuer=issuer, actor="test", notbefore=notbefore)
                 for group in ("ca-signer", "scep")]
-        content, _ = m.verify_signed_data(self.authority.next_ca(REALM, "generic"))
+        content, _ = cm.verify_signed_data(self.authority.next_ca(REALM, "generic"))
         self.assertEqual([der(c) for c in m.parse_degenerate(content)[0]],
                          [der(root)] + [der(t.certificate) for t in made])
 

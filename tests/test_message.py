@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from twisted.trial.unittest import SkipTest, TestCase
 
 from scep import algorithms, cms
+from scep import clientmessage as cm
 from scep import message as m
 from scep.der import der_oid, der_tlv
 from tests import certs
@@ -60,7 +61,7 @@ def request(**kwargs) -> bytes:
         "transaction_id": "4F1C2D5E",
     }
     args.update(kwargs)
-    return m.build_pki_message(**args)
+    return cm.build_pki_message(**args)
 
 
 def ra_key_finder(rid: m.RecipientId):
@@ -217,9 +218,9 @@ class RoundTripTests(TestCase):
 class CertRepTests(TestCase):
     """Server to client: build_cert_rep parsed back with parse_cert_rep."""
 
-    def parse(self, data: bytes) -> m.CertRep:
+    def parse(self, data: bytes) -> cm.CertRep:
         p = pki()
-        return m.parse_cert_rep(data, recipient_key=p["client_key"], recipient_certificate=p["client"])
+        return cm.parse_cert_rep(data, recipient_key=p["client_key"], recipient_certificate=p["client"])
 
     def test_success_every_cipher(self) -> None:
         """SUCCESS carries the issued certificate, encrypted with each cipher."""
@@ -322,8 +323,8 @@ class CertRepTests(TestCase):
         content = m.build_degenerate([p["ca"], p["ra"]], [p["crl"]])
         self.assertEqual(m.parse_degenerate(content), ([p["ca"], p["ra"]], [p["crl"]]))
         data = m.build_signed_data(content, signer_certificate=p["ra"], signer_key=p["ra_key"])
-        self.assertEqual(m.verify_signed_data(data), (content, p["ra"]))
-        self.assertRaises(m.MessageError, m.verify_signed_data, data[:-1] + bytes([data[-1] ^ 1]))
+        self.assertEqual(cm.verify_signed_data(data), (content, p["ra"]))
+        self.assertRaises(m.MessageError, cm.verify_signed_data, data[:-1] + bytes([data[-1] ^ 1]))
         self.assertRaises(m.MessageError, m.parse_degenerate, b"junk")
 
 
@@ -394,11 +395,11 @@ class BadInputTests(TestCase):
         """Missing or invalid messageType, transactionID or senderNonce are refused."""
         p = pki()
         good = {
-            m.OID_MESSAGE_TYPE: m._attribute(m.OID_MESSAGE_TYPE, "19"),
-            m.OID_TRANSACTION_ID: m._attribute(m.OID_TRANSACTION_ID, "t"),
-            m.OID_SENDER_NONCE: m._attribute(m.OID_SENDER_NONCE, b"n" * 16),
+            m.OID_MESSAGE_TYPE: m.scep_attribute(m.OID_MESSAGE_TYPE, "19"),
+            m.OID_TRANSACTION_ID: m.scep_attribute(m.OID_TRANSACTION_ID, "t"),
+            m.OID_SENDER_NONCE: m.scep_attribute(m.OID_SENDER_NONCE, b"n" * 16),
         }
-        bad = [m._attribute(m.OID_MESSAGE_TYPE, "nineteen"), m._attribute(m.OID_SENDER_NONCE, b""),
+        bad = [m.scep_attribute(m.OID_MESSAGE_TYPE, "nineteen"), m.scep_attribute(m.OID_SENDER_NONCE, b""),
                cms.attribute(m.OID_SENDER_NONCE, der_tlv(0x13, b"x"))]  # fmt: skip
         cases = [{k: v for k, v in good.items() if k != oid} for oid in good]
         cases += [
@@ -700,4 +701,4 @@ class OpenSSLTests(TestCase):
         self.run_openssl("cms", "-sign", "-nodetach", "-binary", "-md", "sha1", "-stream", "-outform", "DER",
                          "-in", self.write("content", b"payload" * 200), "-signer", self.pem("ra.pem", p["ra"]),
                          "-inkey", self.key("ra.key", p["ra_key"]), "-out", out)  # fmt: skip
-        self.assertEqual(m.verify_signed_data(self.read("signed.der")), (b"payload" * 200, p["ra"]))
+        self.assertEqual(cm.verify_signed_data(self.read("signed.der")), (b"payload" * 200, p["ra"]))

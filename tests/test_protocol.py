@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from twisted.trial.unittest import TestCase
 
 from scep import algorithms, cms
+from scep import clientmessage as cm
 from scep import message as m
 from scep.der import der_oid
 from scep.message import FailInfo, MessageType, PKIStatus
@@ -85,7 +86,7 @@ def ca_certificates() -> list[x509.Certificate]:
 
 
 def send(requester: Requester, message_type: int, data: bytes | None, *, endpoint: str = "",
-         recipient: x509.Certificate | None = None, **options: Any) -> m.CertRep:
+         recipient: x509.Certificate | None = None, **options: Any) -> cm.CertRep:
     """POST one request to C{/scep[/endpoint]} and read the signed CertRep."""
     request = requester.message(message_type, data, recipient or ca_certificates()[0], **options)
     status, headers, body = server().post(request, "/scep" + (f"/{endpoint}" if endpoint else ""))
@@ -114,10 +115,10 @@ def pem(*certificates: x509.Certificate) -> str:
 class ProtocolMixin:
     """Assertions on CertReps."""
 
-    def assertSuccess(self, reply: m.CertRep) -> None:
+    def assertSuccess(self, reply: cm.CertRep) -> None:
         self.assertEqual(reply.status, PKIStatus.SUCCESS, reply.fail_info_text)
 
-    def assertFailure(self, reply: m.CertRep, fail_info: FailInfo, text: str = "") -> None:
+    def assertFailure(self, reply: cm.CertRep, fail_info: FailInfo, text: str = "") -> None:
         """A signed FAILURE with this failInfo and a failInfoText containing C{text}."""
         self.assertEqual((reply.status, reply.fail_info), (PKIStatus.FAILURE, fail_info), reply.fail_info_text)
         self.assertIn(text, reply.fail_info_text or "")
@@ -269,7 +270,7 @@ class PendingTests(ProtocolMixin, TestCase):
         self.assertEqual(self.poll(requester, transaction_id).status, PKIStatus.PENDING)
         return requester, transaction_id
 
-    def poll(self, requester: Requester, transaction_id: str) -> m.CertRep:
+    def poll(self, requester: Requester, transaction_id: str) -> cm.CertRep:
         data = poll_data(ca_certificates()[1], requester.certificate.subject)
         return send(requester, MessageType.CertPoll, data, endpoint="pending", transaction_id=transaction_id)
 
