@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 
 from scep.authority.policy import ServerConfig, load_servers
-from scep.authority.profiles import load_profiles
+from scep.authority.profiles import Profile, load_profiles
 from scep.config import ConfigError, load_system
 from scep.front.wrapper import WrapperConfig, WrapperConfigs
 
@@ -30,9 +30,10 @@ def realm_names(config_dir: str) -> list[str]:
     return sorted(name for name in os.listdir(directory) if os.path.isdir(os.path.join(directory, name)))
 
 
-def check_realm(config_dir: str, realm: str) -> dict[str, ServerConfig]:
+def check_realm(config_dir: str, realm: str) -> tuple[dict[str, ServerConfig], dict[str, Profile]]:
     """
-    One realm's server configs, each of whose profiles exists.
+    One realm's server configs and profiles; every profile a server config
+    names exists.
 
     @raise ConfigError: naming the file, the key and the problem.
     """
@@ -45,7 +46,7 @@ def check_realm(config_dir: str, realm: str) -> dict[str, ServerConfig]:
             if profile not in profiles:
                 raise ConfigError(server.path, f"{server.servername}.{key}",
                                   f"names profile {profile!r}, which profiles.yaml does not define")
-    return servers
+    return servers, profiles
 
 
 def check_config(config_dir: str) -> CheckedConfig:
@@ -56,7 +57,7 @@ def check_config(config_dir: str) -> CheckedConfig:
     """
     load_system(config_dir)
     endpoints = WrapperConfigs(os.path.join(config_dir, "scep")).check_all()
-    realms = {name: check_realm(config_dir, name) for name in realm_names(config_dir)}
+    realms = {name: check_realm(config_dir, name)[0] for name in realm_names(config_dir)}
     for endpoint in endpoints:
         if endpoint.realm not in realms:
             raise ConfigError(endpoint.path, "global.realm",

@@ -17,8 +17,9 @@ from typing import Any
 
 from cryptography import x509
 
-from scep.authority.policy import ServerConfig, load_servers
-from scep.authority.profiles import Profile, load_profiles
+from scep.authority.configcheck import check_realm
+from scep.authority.policy import ServerConfig
+from scep.authority.profiles import Profile
 from scep.authority.tokens import GROUPS, KeyStore, PrivateKey
 from scep.store import AliasRecord, Store
 
@@ -51,15 +52,9 @@ class Realm:
         self.keys = keys
         self.config_dir = config_dir
         self.now = now
-        self.servers: dict[str, ServerConfig] = load_servers(config_dir, name)
-        self.profiles: dict[str, Profile] = load_profiles(config_dir, name)
-        for server in self.servers.values():
-            names = [server.cert_profile, *server.profile_map.values()]
-            for profile in names:
-                if profile not in self.profiles:
-                    from scep.config import ConfigError
-                    raise ConfigError(server.path, f"{server.servername}.profile",
-                                      f"names profile {profile!r}, which profiles.yaml does not define")
+        self.servers: dict[str, ServerConfig]
+        self.profiles: dict[str, Profile]
+        self.servers, self.profiles = check_realm(config_dir, name)
         self._tokens: dict[str, list[Token]] = {}
         self._private: dict[str, PrivateKey] = {}
         self._changed: Any = object()

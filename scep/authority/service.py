@@ -63,7 +63,6 @@ class Reply:
     ra_key: Any
     cipher: str
     digest: str
-    chain: list[Any]
 
     def build(self, status: PKIStatus, *, fail_info: FailInfo | None = None, text: str | None = None,
               certificates: list[Any] | None = None, crls: list[bytes] | None = None) -> bytes:
@@ -260,7 +259,7 @@ class Authority:
             decrypted.cipher if decrypted else None, CIPHERS, WEAK_CIPHERS, "aes128")
         digest = _endpoint_choice(hash_algorithm, DIGESTS, "hash_algorithm") or _mirror(
             request.digest_algorithm, DIGESTS, WEAK_DIGESTS, "sha256")
-        return Reply(request=request, ra=ra, ra_key=realm.key(ra), cipher=cipher, digest=digest, chain=[])
+        return Reply(request=request, ra=ra, ra_key=realm.key(ra), cipher=cipher, digest=digest)
 
 
 def _endpoint_choice(name: str, known: Mapping[str, Any], key: str) -> str:
