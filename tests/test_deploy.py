@@ -6,6 +6,8 @@ socket, and the command lines of both plugins.
 
 from __future__ import annotations
 
+import concurrent.futures
+import json
 import os
 import signal
 import socket
@@ -19,8 +21,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from twisted.trial.unittest import TestCase
 
-from scep.client import Client, make_csr
-from scep.message import PKIStatus
+from scep import clientmessage
+from scep.client import Client, make_csr, self_signed
+from scep.message import MessageType, PKIStatus
 from tests import certs
 from tests.server import TWISTD, Server, copy_config, environment, free_port
 
@@ -60,6 +63,27 @@ class DeployTests(TestCase):
         self.assertIn("respawning", server.logged())
         for index in range(4):
             self.assertEqual(enroll(server.url + "/scep", f"after-respawn-{index}"), PKIStatus.SUCCESS)
+
+    def test_same_transaction_in_parallel(self) -> None:
+        """One PKCSReq sent 12 times at once to two workers: one certificate, the same for all."""
+        server = Server(self.mktemp(), workers=2)
+        self.addCleanup(server.stop)
+        server.start()
+        k = key()
+        client = Client(server.url + "/scep")
+        client.get_ca()
+        csr = make_csr(k, "racing", challenge="SecretChallenge")
+        signer = self_signed(k, csr.subject)
+        data = clientmessage.build_pki_message(
+            message_type=MessageType.PKCSReq, message_data=csr.public_bytes(Encoding.DER),
+            recipient_certificate=client.ra, signer_certificate=signer, signer_key=k, transaction_id="RACE-1")
+        with concurrent.futures.ThreadPoolExecutor(12) as pool:
+            replies = [clientmessage.parse_cert_rep(r, recipient_key=k, recipient_certificate=signer)
+                       for r in pool.map(client.send, [data] * 12)]
+        self.assertEqual({r.status for r in replies}, {PKIStatus.SUCCESS})
+        self.assertEqual(len({r.certificates[0].serial_number for r in replies}), 1)
+        rows = json.loads(server.scepadm("--json", "certificate", "list").stdout)
+        self.assertEqual(len([r for r in rows if "racing" in r["subject"]]), 1)
 
     def test_privilege_separated(self) -> None:
         """twistd scep-worker on a unix socket (mode 0660), twistd scep --backend unix:..."""
