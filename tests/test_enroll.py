@@ -5,14 +5,18 @@ C{scepclient} enrolling against it, C{openssl} checking what it got.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import socket
 
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from twisted.trial.unittest import TestCase
 
-from scep.client import Client
+from scep import clientmessage
+from scep.client import Client, make_csr, self_signed
+from scep.message import MessageType, PKIStatus
 from scep.store import certificate_identifier
 from tests.server import need_binary, run, shared_server
 
@@ -128,3 +132,43 @@ class EnrollTests(TestCase):
         assert client.ra is not None
         identifier = certificate_identifier(client.ra.public_bytes(Encoding.DER))
         self.assertIn(f"created scep-1 of realm democa: {identifier}", log)
+
+    def test_get_pkioperation_dialects(self) -> None:
+        """PKIOperation by GET as Cisco (HTTP/1.0, %0A every 64), macOS (raw + and /) and base64url send it."""
+        client = Client(self.server.url + "/scep")
+        client.get_ca()
+
+        def cisco(data: bytes) -> bytes:
+            encoded = base64.b64encode(data)
+            lines = [encoded[i : i + 64] for i in range(0, len(encoded), 64)]
+            return b"%0A".join(lines).replace(b"+", b"%2B").replace(b"/", b"%2F").replace(b"=", b"%3D")
+
+        dialects = {
+            "cisco": (b"/cgi-bin/pkiclient.exe", cisco, b"HTTP/1.0"),
+            "macos": (b"/scep/default/pkiclient.exe", base64.b64encode, b"HTTP/1.1"),
+            "base64url": (b"/scep", lambda d: base64.urlsafe_b64encode(d).rstrip(b"="), b"HTTP/1.1"),
+        }
+        for name, (path, encode, version) in dialects.items():
+            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            csr = make_csr(key, f"get-{name}", challenge="SecretChallenge")
+            signer = self_signed(key, csr.subject)
+            data = clientmessage.build_pki_message(
+                message_type=MessageType.PKCSReq, message_data=csr.public_bytes(Encoding.DER),
+                recipient_certificate=client.ra, signer_certificate=signer, signer_key=key,
+                transaction_id=f"GET-{name}-{os.getpid()}", cipher="3des", digest="sha1")
+            target = path + b"?operation=PKIOperation&message=" + encode(data)
+            host = b"Host: 127.0.0.1\r\n" if version == b"HTTP/1.1" else b""
+            raw = self.raw_request(b"GET " + target + b" " + version + b"\r\n" + host + b"Connection: close\r\n\r\n")
+            head, _, body = raw.partition(b"\r\n\r\n")
+            self.assertIn(b" 200 ", head.split(b"\r\n")[0], name)
+            self.assertIn(b"application/x-pki-message", head)
+            reply = clientmessage.parse_cert_rep(body, recipient_key=key, recipient_certificate=signer)
+            self.assertEqual(reply.status, PKIStatus.SUCCESS, f"{name}: {reply.fail_info_text}")
+
+    def raw_request(self, request: bytes) -> bytes:
+        with socket.create_connection(("127.0.0.1", self.server.port), timeout=30) as s:
+            s.sendall(request)
+            reply = b""
+            while chunk := s.recv(65536):
+                reply += chunk
+        return reply
