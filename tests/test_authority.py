@@ -47,6 +47,9 @@ SERVERS = {
     "manual": {"challenge": {"value": CHALLENGE}, "policy": {"allow_man_authen": 1}},
     "replace": {"challenge": {"value": CHALLENGE}, "policy": {"allow_replace": 1},
                 "revoke_on_replace": {"reason_code": "superseded"}},
+    "pendingreplace": {"challenge": {"value": CHALLENGE},
+                       "policy": {"allow_man_approv": 1, "approval_points": 2},
+                       "revoke_on_replace": {"reason_code": "superseded"}},
     "tolerant": {"challenge": {"value": CHALLENGE}, "signing_time_tolerance": "000003"},
     "signers": {"challenge": {"value": CHALLENGE},
                 "authorized_signer": {"mdm": {"subject": "CN=mdm-agent"}}},
@@ -675,6 +678,25 @@ class PendingTests(AuthorityMixin, TestCase):
         self.assertEqual(reply.certificates[0].public_key(), new_key.public_key())
         stranger = Requester(certs.cached_key("other"), common_name="device-1")
         self.assertFailure(self.poll(stranger, "tid-renew-poll"), FailInfo.badRequest)
+
+
+    def test_approved_renewal_polled_with_new_key(self) -> None:
+        """An approved renewal polled with the new key's own certificate still revokes what it replaces."""
+        device = client()
+        old = self.issued(device)
+        self.clock.now = old.not_valid_after_utc - timedelta(days=30)
+        new_key = certs.cached_key("renewed")
+        reply = self.enroll(Requester(device.key, old), key=new_key, challenge=None,
+                            message_type=MessageType.RenewalReq, transaction_id="tid-renew-new",
+                            servername="pendingreplace")
+        self.assertEqual(reply.status, PKIStatus.PENDING, reply.fail_info_text)
+        self.decide("tid-renew-new", "approved", "approved by test")
+        reply = self.poll(Requester(new_key, common_name="device-1"), "tid-renew-new", servername="pendingreplace",
+                          subject=old.subject)
+        self.assertEqual(reply.status, PKIStatus.SUCCESS, reply.fail_info_text)
+        record = self.store.get_certificate(certificate_record_from_der(der(old), realm=REALM).identifier)
+        assert record is not None
+        self.assertEqual((record.status, record.revocation_reason), ("revoked", "superseded"))
 
 
 class CRLTests(AuthorityMixin, TestCase):

@@ -187,6 +187,7 @@ class Enrollment:
             servername=self.server.servername, csr=csr.public_bytes(serialization.Encoding.DER),
             subject=csr.subject.rfc4514_string(), mode=mode, created=self.now, updated=self.now,
             reason=reason, client_address=self.client,
+            signer_identifier=self.our_signer.identifier if mode != "initial" and self.our_signer else None,
         )
 
     @functools.cached_property
@@ -387,11 +388,10 @@ class Enrollment:
         raise RequestError(FailInfo.badRequest, f"the request was {existing.status}: {reason}")
 
     def predecessor(self, existing: TransactionRecord) -> CertificateRecord | None:
-        """The certificate an approved renewal replaces, when the old certificate signed this message."""
-        record = self.our_signer
-        if existing.mode != "renewal" or record is None or record.public_key_hash == existing.public_key_hash:
+        """The certificate an approved renewal replaces: the one that signed the request."""
+        if existing.mode != "renewal" or existing.signer_identifier is None:
             return None
-        return record
+        return self.store.get_certificate(existing.signer_identifier)
 
     # CertPoll, GetCert, GetCRL
 
@@ -416,6 +416,8 @@ class Enrollment:
         record = self.our_signer
         if existing.mode not in ("renewal", "onbehalf") or record is None or record.status == "revoked":
             return False
+        if existing.signer_identifier is not None:
+            return record.identifier == existing.signer_identifier
         if existing.mode == "renewal":
             return self.same_subject(x509.load_der_x509_csr(existing.csr), record)
         try:

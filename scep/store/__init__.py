@@ -131,7 +131,8 @@ class CertificateRecord:
 class TransactionRecord:
     """
     A SCEP transaction, keyed by (realm, transactionID) and bound to the
-    public key of its CSR.
+    public key of its CSR.  C{signer_identifier} names the certificate of
+    ours that signed a renewal or a request on behalf.
     """
 
     realm: str
@@ -148,6 +149,7 @@ class TransactionRecord:
     certificate_identifier: str | None = None
     reason: str | None = None
     client_address: str | None = None
+    signer_identifier: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -92,6 +92,7 @@ CREATE TABLE IF NOT EXISTS transactions (
     reason TEXT,
     mode TEXT NOT NULL CHECK (mode IN ('initial', 'renewal', 'onbehalf')),
     client_address TEXT,
+    signer_identifier TEXT,
     created TEXT NOT NULL,
     updated TEXT NOT NULL,
     PRIMARY KEY (realm, transaction_id)
