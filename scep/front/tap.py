@@ -58,6 +58,9 @@ class Options(OneLineErrors):
         self["config"] = self["config"] or os.environ.get("SCEP_CONFIG_DIR") or "./etc"
         if self["workers"] is not None and self["workers"] < 1:
             raise SystemExit(_fail("--workers must be at least 1"))
+        if not os.path.isdir(self["config"]):
+            raise SystemExit(_fail(f"config directory {self['config']} does not exist "
+                                   "(give --config DIR or set SCEP_CONFIG_DIR)"))
         try:
             self.system = load_system(self["config"])
             self.wrappers = WrapperConfigs(os.path.join(self["config"], "scep"))
