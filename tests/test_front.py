@@ -197,14 +197,18 @@ class ResourceTests(SynchronousTestCase):
         self.enabled = True
 
     def exchange(self, raw: bytes, peer: Any = None) -> bytes:
+        self.connect(peer).dataReceived(raw)
+        return self.transport.value()
+
+    def connect(self, peer: Any = None) -> Any:
+        self.reactor = MemoryReactorClock()
         site = make_site(SCEPResource(WrapperConfigs(self.dir), self.backend, enabled=self.enabled),
-                         reactor=MemoryReactorClock())
+                         reactor=self.reactor)
         peer = peer or IPv4Address("TCP", "127.0.0.1", 40000)
         channel = site.buildProtocol(peer)
-        transport = StringTransport(peerAddress=peer, hostAddress=IPv4Address("TCP", "127.0.0.1", 8080))
-        channel.makeConnection(transport)
-        channel.dataReceived(raw)
-        return transport.value()
+        self.transport = StringTransport(peerAddress=peer, hostAddress=IPv4Address("TCP", "127.0.0.1", 8080))
+        channel.makeConnection(self.transport)
+        return channel
 
     def get(self, target: bytes, version: bytes = b"HTTP/1.1", peer: Any = None) -> bytes:
         host = b"" if version == b"HTTP/1.0" else b"Host: ca\r\n"
@@ -323,6 +327,14 @@ class ResourceTests(SynchronousTestCase):
         response = self.get(b"/scep?operation=GetNextCACert")
         self.assertIn(b"404", response)
         self.assertIn(b"NextCA not set", response)
+
+    def test_idle_connection_closed(self) -> None:
+        """A client that sends half a request and waits is cut off after a minute."""
+        self.connect().dataReceived(b"GET /scep?operation=GetCACaps HTTP/1.1\r\n")
+        self.reactor.advance(59)
+        self.assertFalse(self.transport.disconnecting)
+        self.reactor.advance(2)
+        self.assertTrue(self.transport.disconnecting or self.transport.disconnected)
 
     def test_method(self) -> None:
         """Other methods get 405."""

@@ -35,6 +35,9 @@ MAX_HEADERS = 65536
 MAX_BODY = 1024 * 1024
 """Bytes a POST body may carry."""
 
+IDLE_TIMEOUT = 60
+"""Seconds a connection may stay idle (Twisted's default is 12 hours)."""
+
 CONTENT_TYPES = {
     "GetCACaps": b"text/plain",
     "PKIOperation": b"application/x-pki-message",
@@ -304,7 +307,7 @@ def make_site(resource: SCEPResource, reactor: Any = None) -> Site:
     no form parsing of POST bodies (a pkiMessage is never a form; Twisted
     would run every Content-Type through the email package to find out).
     """
-    site = SCEPSite(resource, reactor=reactor)
+    site = SCEPSite(resource, reactor=reactor, timeout=IDLE_TIMEOUT)
     # Site(parsePOSTFormSubmission=False) in newer Twisted (twisted#12412);
     # set directly so that the older Twisted we support, which ignores it, still starts.
     site._parsePOSTFormSubmission = False
