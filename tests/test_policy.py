@@ -340,6 +340,35 @@ class PolicyTests(TestCase):
         _, reply = self.enroll("strict", "small-key")
         self.assertFailure(reply, FailInfo.badRequest, "at least 3072")
 
+    def test_realm_config_reloaded(self) -> None:
+        """A changed scep.yaml takes effect without a restart; a broken one keeps the last good."""
+        path = os.path.join(self.server.config, "realms", "democa", "scep.yaml")
+        with open(path) as f:
+            original = f.read()
+        self.addCleanup(self.rewrite, path, original, 20)
+        _, reply = self.enroll("anon", "before-change", challenge=None)
+        self.assertEqual(reply.status, PKIStatus.SUCCESS)
+        add_server_configs(self.server.config, {"anon": {"challenge": {"value": "now-needed"}}})
+        self.rewrite(path, None, 5)
+        _, reply = self.enroll("anon", "after-change", challenge=None)
+        self.assertFailure(reply, FailInfo.badRequest, "challenge")
+        _, reply = self.enroll("anon", "after-change", challenge="now-needed")
+        self.assertEqual(reply.status, PKIStatus.SUCCESS, reply.fail_info_text)
+        with open(path) as f:
+            changed = f.read()
+        self.rewrite(path, changed + "\nbroken: [\n", 10)
+        _, reply = self.enroll("anon", "while-broken", challenge="now-needed")
+        self.assertEqual(reply.status, PKIStatus.SUCCESS, reply.fail_info_text)
+        self.assertIn("keeps its last good config", self.wait_for_log("keeps its last good config"))
+
+    def rewrite(self, path: str, text: str | None, seconds: int) -> None:
+        """Write C{text} (None: leave it) and move the mtime C{seconds} ahead, so that it surely changed."""
+        if text is not None:
+            with open(path, "w") as f:
+                f.write(text)
+        later = time.time() + seconds
+        os.utime(path, (later, later))
+
     def test_audit(self) -> None:
         """Issuance and rejection land in the audit log with the client's address."""
         k, _ = self.enroll("nowindow", "audited")

@@ -2,8 +2,9 @@
 A realm as a worker holds it in memory: its token generations (root,
 issuing CA, RA) with their keys, its server configs and profiles.
 
-Keys are loaded and checked once per worker.  The aliases are read again
-only when the store says they changed; which generation is current is
+Keys are loaded and checked once per worker.  The server configs and
+profiles are read again when their files' mtime changes, the aliases only
+when the store says they changed; which generation is current is
 decided per request from the alias windows, so an upcoming root becomes
 current when its notbefore passes, without a restart.
 """
@@ -11,17 +12,22 @@ current when its notbefore passes, without a restart.
 from __future__ import annotations
 
 import datetime
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
+from twisted.logger import Logger
 
 from scep.authority.configcheck import check_realm
 from scep.authority.policy import ServerConfig
 from scep.authority.profiles import Profile
 from scep.authority.tokens import GROUPS, KeyStore, PrivateKey
+from scep.config import ConfigError
 from scep.store import AliasRecord, Store
+
+log = Logger()
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,8 @@ class Realm:
         self.now = now
         self.servers: dict[str, ServerConfig]
         self.profiles: dict[str, Profile]
+        self._config_files = [os.path.join(config_dir, "realms", name, f) for f in ("scep.yaml", "profiles.yaml")]
+        self._config_stamp = self._stamp()
         self.servers, self.profiles = check_realm(config_dir, name)
         self._tokens: dict[str, list[Token]] = {}
         self._private: dict[str, PrivateKey] = {}
@@ -61,8 +69,34 @@ class Realm:
         self.generation = 0
         """Counts the reloads of the aliases; cached answers compare it."""
 
+    def _stamp(self) -> tuple[float | None, ...]:
+        stamps: list[float | None] = []
+        for path in self._config_files:
+            try:
+                stamps.append(os.stat(path).st_mtime)
+            except OSError:
+                stamps.append(None)
+        return tuple(stamps)
+
+    def reload_configs(self) -> None:
+        """
+        Read scep.yaml and profiles.yaml again when their mtime changed; a
+        broken change is logged and the last good configs keep serving.
+        """
+        stamp = self._stamp()
+        if stamp == self._config_stamp:
+            return
+        self._config_stamp = stamp
+        try:
+            self.servers, self.profiles = check_realm(self.config_dir, self.name)
+        except ConfigError as e:
+            log.error("{error}; realm {realm} keeps its last good config", error=str(e), realm=self.name)
+            return
+        log.info("reloaded the server configs and profiles of realm {realm}", realm=self.name)
+
     def refresh(self) -> None:
-        """Read the aliases again if the store says they changed."""
+        """Read the configs again if their files changed, the aliases if the store says they changed."""
+        self.reload_configs()
         changed = self.store.aliases_changed_token(self.name)
         if changed == self._changed:
             return

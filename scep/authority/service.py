@@ -146,8 +146,8 @@ class Authority:
         ra = realm.current("scep")
         assert ra is not None
         # Which generations are current can change with the clock alone.
-        version = (realm.generation, *(t.identifier if t else "" for t in
-                                       (ra, realm.current("ca-signer"), realm.current("root"))))
+        version = (realm.generation, server.getcacert, *(t.identifier if t else "" for t in
+                                                         (ra, realm.current("ca-signer"), realm.current("root"))))
         cached = self._getcacert.get(key)
         if cached is not None and cached[0] == version:
             return "application/x-x509-ca-ra-cert", cached[1]
