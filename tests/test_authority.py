@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import random
 import shutil
 import tempfile
 from datetime import UTC, datetime, timedelta
@@ -31,7 +32,7 @@ from scep.authority.crl import issue_crl
 from scep.authority.enroll import MS_TEMPLATE_NAME
 from scep.authority.service import Answer, Authority
 from scep.authority.tokens import KeyStore, add_token, create_realm
-from scep.commands import NotAvailable
+from scep.commands import BadMessage, NotAvailable
 from scep.der import der_oid
 from scep.message import FailInfo, MessageType, PKIStatus
 from scep.store import AliasRecord, certificate_record_from_der, open_store
@@ -303,10 +304,48 @@ class BadInputTests(AuthorityMixin, TestCase):
         self.assertFailure(reply, FailInfo.badRequest, "not encrypted to a certificate of this server")
         self.assertEqual(self.contents(), before)
 
+    def test_mutations(self) -> None:
+        """
+        Random byte flips, cuts and insertions in a valid PKCSReq: each is
+        refused as no pkiMessage, answered with a signed FAILURE, or (where
+        the flip hit bytes nothing relies on, such as the self-signed
+        certificate's own signature) answered as the intact request would be:
+        with the one certificate for the requester's key.
+        """
+        requester = client()
+        valid = requester.message(MessageType.PKCSReq, requester.csr(challenge=CHALLENGE), self.token("scep"),
+                                  signing_time=self.clock.now)
+        before = self.contents()
+        rng = random.Random(8894)
+        for _ in range(150):
+            data = bytearray(valid)
+            for _ in range(rng.randint(1, 4)):
+                position = rng.randrange(len(data))
+                action = rng.choice(("flip", "cut", "insert"))
+                if action == "flip":
+                    data[position] ^= 1 << rng.randrange(8)
+                elif action == "cut":
+                    del data[position:position + rng.randint(1, 64)]
+                else:
+                    data[position:position] = os.urandom(rng.randint(1, 16))
+            try:
+                answer = self.answer(bytes(data))
+            except BadMessage:
+                continue
+            reply = m.parse_pki_message(answer.body)
+            self.assertIn(reply.pki_status, (PKIStatus.FAILURE, PKIStatus.SUCCESS))
+            if reply.pki_status == PKIStatus.FAILURE:
+                self.assertTrue(reply.fail_info_text)
+            else:
+                issued = requester.read(answer.body).certificates[0]
+                self.assertEqual(issued.public_key(), requester.key.public_key())
+        self.assertLessEqual(len(self.contents()[0]) - len(before[0]), 1, "at most the one certificate")
+
 
 def _patch_last(data: bytes, old: bytes, new: bytes) -> bytes:
     at = data.rindex(old)
     return data[:at] + new + data[at + len(old):]
+
 
 
 class FailInfoTests(AuthorityMixin, TestCase):
