@@ -4,11 +4,13 @@ The entry point of an authority worker spawned by C{twistd scep}.
 It speaks AMP on file descriptors 3 (in) and 4 (out), logs plain lines to
 stderr (the front relays them into its own log), and exits when the front
 closes the AMP stream.  Run as C{python -m scep.authority.child --config DIR
---state DIR}.
+--state DIR}.  With C{SCEP_WORKER_PROFILE=DIR} in its environment it runs
+under cProfile and writes C{DIR/worker-<pid>.prof} when it stops.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 
@@ -52,7 +54,15 @@ def main(argv: list[str]) -> int:
 
     # The typing stubs describe Windows' StandardIO, which has no fd arguments.
     StandardIO(Worker(authority), stdin=3, stdout=4, reactor=reactor)  # type: ignore[call-arg]
-    reactor.run()
+    profile_dir = os.environ.get("SCEP_WORKER_PROFILE")
+    if profile_dir:
+        # For bench/: the worker's own profile, written when it stops.
+        import cProfile
+
+        cProfile.runctx("reactor.run()", globals(), {"reactor": reactor},
+                        os.path.join(profile_dir, f"worker-{os.getpid()}.prof"))
+    else:
+        reactor.run()
     return 0
 
 
