@@ -18,7 +18,6 @@ import sys
 def main(argv: list[str]) -> int:
     from twisted.internet import reactor
     from twisted.internet.stdio import StandardIO
-    from twisted.python import usage
 
     from scep.authority.amp import AuthorityProtocol, open_authority
     from scep.authority.configcheck import check_config
@@ -27,11 +26,7 @@ def main(argv: list[str]) -> int:
     from scep.store import StoreError
 
     options = Options()
-    try:
-        options.parseOptions(argv)
-    except usage.UsageError as e:
-        print(f"scep worker: {e}", file=sys.stderr)
-        return 2
+    options.parseOptions(argv)  # a usage error exits with one line and status 2
     start_logging(sys.stderr)
     # The front stops its workers with SIGTERM; a Ctrl-C in the terminal
     # reaches the whole process group, and the front decides.
