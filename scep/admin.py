@@ -25,7 +25,7 @@ from scep.authority.crl import issue_crl, reason_flag
 from scep.authority.policy import load_servers
 from scep.authority.realm import Realm
 from scep.authority.tokens import KeyStore, add_token, create_realm
-from scep.config import database_url, load_system
+from scep.config import database_url, resolve_dirs
 from scep.store import (
     UNCHANGED,
     AliasRecord,
@@ -73,8 +73,7 @@ class Context:
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.config_dir = args.config or os.environ.get("SCEP_CONFIG_DIR") or "./etc"
-        self.state_dir = args.state
+        self.config_dir, self.state_dir, self.system = resolve_dirs(args.config, args.state)
         self.realm_name = args.realm
         self.actor = f"operator {os.environ.get('SUDO_USER') or os.environ.get('USER') or os.getuid()}"
         self._store: Store | None = None
@@ -83,9 +82,12 @@ class Context:
     @property
     def store(self) -> Store:
         if self._store is None:
-            system = load_system(self.config_dir)
-            self._store = open_store(database_url(system, self.state_dir))
+            self._store = open_store(database_url(self.system, self.state_dir))
         return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
 
     def realm(self) -> Realm:
         realm = Realm(self.realm_name, self.store, self.keys, self.config_dir, utcnow)

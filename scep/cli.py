@@ -55,7 +55,8 @@ def _common(defaults: bool, state: bool = True) -> argparse.ArgumentParser:
     common.add_argument("--config", default=default(None),
                         help="config directory (default: $SCEP_CONFIG_DIR or ./etc)")
     if state:
-        common.add_argument("--state", default=default("./var"), help="state directory (default: ./var)")
+        common.add_argument("--state", default=default(None),
+                            help="state directory (default: system.state or ./var)")
     common.add_argument("--realm", default=default(None), help="realm (default: democa)")
     common.add_argument("--json", action="store_true", default=default(False), help="print JSON for scripts")
     return common
@@ -170,15 +171,16 @@ def main(argv: list[str] | None = None) -> int:
                           ("alias", None), ("notbefore", None), ("notafter", None)):
         if not hasattr(args, name):
             setattr(args, name, default)
-    ctx = Context(args)
+    ctx: Context | None = None
     try:
+        ctx = Context(args)
         args.func(ctx)
     except (Refused, ConfigError, StoreError, TokenError) as e:
         print(f"scepadm: {e}", file=sys.stderr)
         return 1
     finally:
-        if ctx._store is not None:
-            ctx._store.close()
+        if ctx is not None:
+            ctx.close()
     return 0
 
 

@@ -9,6 +9,7 @@ C{system.yaml}::
         service:
           scep:
             enabled: true       # false: every SCEP URL answers 404
+      state: /var/lib/scep      # default: ./var (--state wins)
       database: sqlite:///var/lib/scep/scep.db   # default: <state>/scep.db
       workers: 2                # default: one per CPU
 """
@@ -80,6 +81,7 @@ class SystemConfig:
     enabled: bool
     database: str | None
     workers: int | None
+    state: str | None = None
 
 
 def load_system(config_dir: str) -> SystemConfig:
@@ -101,7 +103,26 @@ def load_system(config_dir: str) -> SystemConfig:
     workers = dig(tree, path, "system.workers")
     if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
         raise ConfigError(path, "system.workers", "must be a positive integer")
-    return SystemConfig(enabled=enabled, database=database, workers=workers)
+    state = dig(tree, path, "system.state")
+    if state is not None and (not isinstance(state, str) or not state):
+        raise ConfigError(path, "system.state", "must be a directory path")
+    return SystemConfig(enabled=enabled, database=database, workers=workers, state=state)
+
+
+def resolve_dirs(config: str | None, state: str | None) -> tuple[str, str, SystemConfig]:
+    """
+    The config directory (given, else C{$SCEP_CONFIG_DIR}, else C{./etc}),
+    the state directory (given, else C{system.state}, else C{./var}) and the
+    system config, as every command line reads them.
+
+    @raise ConfigError: for a missing config directory or a wrong system.yaml.
+    """
+    config = config or os.environ.get("SCEP_CONFIG_DIR") or "./etc"
+    if not os.path.isdir(config):
+        raise ConfigError(config, None, "the config directory does not exist "
+                          "(give --config DIR or set SCEP_CONFIG_DIR)")
+    system = load_system(config)
+    return config, state or system.state or "./var", system
 
 
 def database_url(system: SystemConfig, state_dir: str) -> str:

@@ -405,6 +405,22 @@ class StartTests(TestCase):
         self.assertIn(f"{path}: global.encryption_algorithm", result.stderr)
         self.assertEqual(len(result.stderr.strip().splitlines()), 1, result.stderr)
 
+    def test_state_dir_from_system_yaml(self) -> None:
+        """Without --state the server and scepadm use system.state."""
+        server = Server(self.mktemp())
+        state = os.path.abspath(self.mktemp())
+        with open(os.path.join(server.config, "system.yaml"), "w") as f:
+            f.write(f"system:\n  state: {state}\n")
+        index = server.arguments.index("--state")
+        del server.arguments[index : index + 2]
+        self.addCleanup(server.stop)
+        server.start()
+        self.assertTrue(os.path.exists(os.path.join(state, "scep.db")))
+        result = subprocess.run([*SCEPADM, "--config", server.config, "alias"], env=environment(),
+                                capture_output=True, text=True, timeout=60)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn("current scep ra:", result.stdout)
+
     def test_config_dir_from_environment(self) -> None:
         """Without --config the server reads $SCEP_CONFIG_DIR."""
         server = Server(self.mktemp())

@@ -39,7 +39,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python import usage
 from zope.interface import implementer
 
-from scep.config import ConfigError
+from scep.config import ConfigError, resolve_dirs
 from scep.store import StoreError
 from scep.usage import OneLineErrors
 
@@ -49,8 +49,8 @@ class Options(OneLineErrors):
     synopsis = "--listen ENDPOINT [--config DIR] [--state DIR]"
     optParameters = [
         ["listen", "l", None, "Twisted server endpoint for AMP, e.g. unix:/run/scep/worker.sock:mode=660"],
-        ["config", "c", "./etc", "Config directory"],
-        ["state", "s", "./var", "State directory (keys, passphrase, SQLite database)"],
+        ["config", "c", None, "Config directory (default: $SCEP_CONFIG_DIR or ./etc)"],
+        ["state", "s", None, "State directory: keys, passphrase, SQLite database (default: system.state or ./var)"],
         ["tls-certificate", None, None, "PEM certificate (and chain) of this worker: speak TLS"],
         ["tls-key", None, None, "PEM private key of --tls-certificate"],
         ["tls-client-ca", None, None, "PEM CA certificates a front's client certificate must chain to"],
@@ -60,6 +60,11 @@ class Options(OneLineErrors):
         tls = [self["tls-certificate"], self["tls-key"], self["tls-client-ca"]]
         if any(tls) and not all(tls):
             raise usage.UsageError("TLS needs all of --tls-certificate, --tls-key and --tls-client-ca")
+        try:
+            self["config"], self["state"], _ = resolve_dirs(self["config"], self["state"])
+        except ConfigError as e:
+            print(f"{self.command}: {e}", file=sys.stderr)
+            raise SystemExit(1) from None
     optFlags = [["check", None, "Open the config, store and keys (creating the default realm), then exit"]]
 
 

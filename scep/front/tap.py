@@ -23,7 +23,7 @@ from twisted.application import strports
 from twisted.application.service import IService, MultiService
 from twisted.logger import Logger
 
-from scep.config import ConfigError, load_system
+from scep.config import ConfigError, resolve_dirs
 from scep.front.backend import RemoteBackend, WorkerPool
 from scep.front.resource import SCEPResource, make_site
 from scep.front.wrapper import WrapperConfigs
@@ -37,7 +37,7 @@ class Options(OneLineErrors):
     synopsis = "[--listen ENDPOINT]... [--config DIR] [--state DIR] [--workers N] [--backend ENDPOINT]"
     optParameters = [
         ["config", "c", None, "Config directory (default: $SCEP_CONFIG_DIR or ./etc)"],
-        ["state", "s", "./var", "State directory of the spawned workers"],
+        ["state", "s", None, "State directory of the spawned workers (default: system.state or ./var)"],
         ["workers", "w", None, "Worker processes to spawn (default: system.workers or one per CPU)", int],
         ["backend", "b", None, "Use the authority at this client endpoint instead of spawning workers"],
     ]
@@ -55,14 +55,10 @@ class Options(OneLineErrors):
 
     def postOptions(self) -> None:
         self["listen"] = self["listen"] or ["tcp:8080"]
-        self["config"] = self["config"] or os.environ.get("SCEP_CONFIG_DIR") or "./etc"
         if self["workers"] is not None and self["workers"] < 1:
             raise SystemExit(_fail("--workers must be at least 1"))
-        if not os.path.isdir(self["config"]):
-            raise SystemExit(_fail(f"config directory {self['config']} does not exist "
-                                   "(give --config DIR or set SCEP_CONFIG_DIR)"))
         try:
-            self.system = load_system(self["config"])
+            self["config"], self["state"], self.system = resolve_dirs(self["config"], self["state"])
             self.wrappers = WrapperConfigs(os.path.join(self["config"], "scep"))
             self.wrappers.check_all()
         except ConfigError as e:
