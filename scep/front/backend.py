@@ -36,6 +36,9 @@ log = Logger()
 CALL_TIMEOUT = 30.0
 """Seconds an authority worker has to answer one command."""
 
+WAIT_FOR_WORKER = 5.0
+"""Seconds a request waits for a worker to be ready (one respawning) before a 503."""
+
 WORKER_FDS = {0: "w", 1: "r", 2: "r", 3: "w", 4: "r"}
 """The child reads AMP on fd 3 and writes it on fd 4; 1 and 2 are its log."""
 
@@ -72,7 +75,7 @@ class _Balancer:
         if not self.ready:
             d: defer.Deferred[None] = defer.Deferred()
             self._waiting.append(d)
-            d.addTimeout(self.timeout, self.reactor)
+            d.addTimeout(WAIT_FOR_WORKER, self.reactor)
             try:
                 await d
             except defer.TimeoutError:
