@@ -123,6 +123,16 @@ class PolicyTests(TestCase):
         _, reply = self.enroll("vpn", "vpn-device", challenge="SecretChallenge")
         self.assertFailure(reply, FailInfo.badRequest, "challenge")
 
+    def test_get_cert_stays_in_its_realm(self) -> None:
+        """GetCert through an endpoint of another realm does not find the certificate."""
+        k, reply = self.enroll("vpn", "vpn-only", challenge="vpn-secret")
+        issued = reply.certificates[0]
+        answer = self.client("vpn").get_cert(k, issued, issued)
+        self.assertEqual(answer.status, PKIStatus.SUCCESS, answer.fail_info_text)
+        self.assertEqual(answer.certificates[0], issued)
+        answer = self.client("default").get_cert(k, issued, issued)
+        self.assertFailure(answer, FailInfo.badCertId, "no certificate")
+
     def test_iprange(self) -> None:
         """A client outside iprange gets 403 text/plain with the reference's words."""
         with self.assertRaises(HTTPFailure) as e:

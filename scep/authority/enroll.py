@@ -429,7 +429,8 @@ class Enrollment:
     def get_cert(self) -> Outcome:
         issuer, serial = scep_message.parse_issuer_and_serial(self.content())
         record = self.store.find_certificate_by_issuer_name(_name(issuer).rfc4514_string(), serial)
-        if record is None:
+        if record is None or record.realm not in (self.realm.name, None):
+            # Another realm's certificates are not this endpoint's to give.
             raise RequestError(FailInfo.badCertId, f"no certificate with serial {serial:x} from that issuer")
         certificate = x509.load_der_x509_certificate(record.der)
         return Outcome(self.reply.build(PKIStatus.SUCCESS, certificates=[certificate]),
