@@ -18,11 +18,12 @@ from twisted.logger import Logger
 from twisted.protocols import amp
 
 from scep import commands
+from scep.authority.configcheck import realm_names
 from scep.authority.service import Authority
 from scep.authority.tokens import KeyStore, create_realm
 from scep.commands import BadMessage, NotAvailable, Unavailable
-from scep.config import ConfigError, database_url, load_system
-from scep.store import Busy, Store, StoreError, open_store
+from scep.config import database_url, load_system
+from scep.store import Busy, Store, open_store
 
 log = Logger()
 
@@ -106,8 +107,7 @@ def open_authority(config_dir: str, state_dir: str) -> Authority:
     keys = KeyStore(state_dir)
     ensure_default_realm(store, keys, config_dir, state_dir)
     authority = Authority(config_dir, store, keys)
-    realms_dir = os.path.join(config_dir, "realms")
-    for name in sorted(os.listdir(realms_dir)) if os.path.isdir(realms_dir) else []:
+    for name in realm_names(config_dir):
         realm = authority.load_realm(name)
         realm.refresh()
         if realm.current("scep") is None or realm.current("ca-signer") is None:
@@ -117,5 +117,3 @@ def open_authority(config_dir: str, state_dir: str) -> Authority:
         realm.preload()
     return authority
 
-
-__all__ = ["AuthorityProtocol", "ConfigError", "StoreError", "open_authority"]
