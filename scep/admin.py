@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import json
 import os
 from collections.abc import Callable
@@ -203,8 +204,11 @@ def _certificate(ctx: Context, identifier: str) -> Any:
 def cmd_certificate_show(ctx: Context) -> None:
     r = _certificate(ctx, ctx.args.identifier)
     pem = x509.load_der_x509_certificate(r.der).public_bytes(serialization.Encoding.PEM).decode()
-    ctx.out({**_jsonable(r), "pem": pem}, lambda: "\n".join([
-        f"Identifier : {r.identifier}", f"Subject    : {r.subject}", f"Issuer     : {r.issuer}",
+    # What MDM profiles and scepclient -ca-fingerprint ask for.
+    sha256 = hashlib.sha256(r.der).hexdigest().upper()
+    ctx.out({**_jsonable(r), "pem": pem, "sha256_fingerprint": sha256}, lambda: "\n".join([
+        f"Identifier : {r.identifier}", f"SHA-256    : {sha256}",
+        f"Subject    : {r.subject}", f"Issuer     : {r.issuer}",
         f"Serial     : {r.serial:x}", f"NotBefore  : {when(r.not_before)}", f"NotAfter   : {when(r.not_after)}",
         f"Status     : {r.status}" + (f" ({r.revocation_reason}, {when(r.revoked_at)})" if r.revoked_at else ""),
         f"Realm      : {r.realm or '-'}", f"Profile    : {r.profile or '-'}",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import hashlib
 import io
 import json
 import os
@@ -126,6 +127,8 @@ class ScepadmTests(TestCase):
         shown = self.scepadm("certificate", "show", ra)
         self.assertIn("BEGIN CERTIFICATE", shown)
         self.assertIn(f"Identifier : {ra}", shown)
+        der = self.store().get_certificate(ra).der
+        self.assertIn(f"SHA-256    : {hashlib.sha256(der).hexdigest().upper()}", shown)
         self.assertIn("not a CRL reason", self.refused("certificate", "revoke", ra, "--reason", "boredom"))
         self.scepadm("certificate", "revoke", ra, "--reason", "keyCompromise")
         self.assertEqual(json.loads(self.scepadm("--json", "certificate", "show", ra))["status"], "revoked")
