@@ -142,7 +142,7 @@ def cmd_token_add(ctx: Context) -> None:
         raise Refused(f"realm {ctx.realm_name} has no current {issuer_group} to sign a new {group}")
     notbefore = parse_when(ctx.args.notbefore) if ctx.args.notbefore else None
     token = add_token(ctx.store, ctx.keys, ctx.realm_name, group, issuer=(issuer.certificate, realm.key(issuer)),
-                      actor=ctx.actor, notbefore=notbefore)
+                      actor=ctx.actor, notbefore=notbefore, key_type=ctx.args.key_type)
     ctx.out({"alias": token.alias, "identifier": token.identifier},
             lambda: f"{token.alias} {token.identifier} {token.certificate.subject.rfc4514_string()}")
 

@@ -37,7 +37,7 @@ from scep.admin import (
     cmd_request_show,
     cmd_token_add,
 )
-from scep.authority.tokens import TokenError
+from scep.authority.tokens import KEY_TYPES, TokenError
 from scep.config import ConfigError
 from scep.store import StoreError
 
@@ -105,6 +105,8 @@ def parser() -> argparse.ArgumentParser:
     p = command(token, "add", cmd_token_add, "make a new RA or issuing-CA generation")
     p.add_argument("--type", required=True, choices=["scep", "ca-signer"])
     p.add_argument("--notbefore", help="start of the alias window (default: the certificate's)")
+    p.add_argument("--key-type", choices=sorted(KEY_TYPES),
+                   help="key of the new token (default: rsa2048; an RA must be RSA)")
 
     cert = group("certificate", "certificates")
     p = command(cert, "import", cmd_certificate_import, "import certificates from a PEM or DER file")

@@ -31,7 +31,7 @@ from scep import message as m
 from scep.authority.crl import issue_crl
 from scep.authority.enroll import MS_TEMPLATE_NAME
 from scep.authority.service import Answer, Authority
-from scep.authority.tokens import KeyStore, add_token, create_realm
+from scep.authority.tokens import KeyStore, TokenError, add_token, create_realm
 from scep.commands import BadMessage, NotAvailable
 from scep.der import der_oid
 from scep.message import FailInfo, MessageType, PKIStatus
@@ -839,6 +839,20 @@ class RolloverTests(AuthorityMixin, TestCase):
             reply = self.enroll(client(), recipient=ra)
             self.assertEqual(reply.status, PKIStatus.SUCCESS, reply.fail_info_text)
             self.assertEqual(der(reply.signer_certificate), der(ra))
+
+    def test_ec_issuing_ca(self) -> None:
+        """An EC issuing-CA generation signs certificates with ECDSA; an EC RA is refused."""
+        root = self.realm.current("root")
+        assert root is not None
+        ca = add_token(self.store, self.keys, REALM, "ca-signer", issuer=(root.certificate, self.realm.key(root)),
+                       actor="test", key_type="ec256").certificate
+        issued = self.issued(client())
+        self.assertEqual(issued.issuer, ca.subject)
+        self.assertEqual(issued.signature_algorithm_oid, x509.SignatureAlgorithmOID.ECDSA_WITH_SHA256)
+        issued.verify_directly_issued_by(ca)
+        with self.assertRaises(TokenError):
+            add_token(self.store, self.keys, REALM, "scep", issuer=(ca, self.realm.key(self.realm.current("ca-signer"))),
+                      actor="test", key_type="ec256")
 
     def test_expired_ra(self) -> None:
         """A request to an RA generation whose window has ended is not decrypted."""

@@ -173,13 +173,26 @@ def make_token_certificate(
     return builder.sign(signer, hashes.SHA256())
 
 
+KEY_TYPES = {
+    "rsa2048": lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048),
+    "rsa3072": lambda: rsa.generate_private_key(public_exponent=65537, key_size=3072),
+    "rsa4096": lambda: rsa.generate_private_key(public_exponent=65537, key_size=4096),
+    "ec256": lambda: ec.generate_private_key(ec.SECP256R1()),
+    "ec384": lambda: ec.generate_private_key(ec.SECP384R1()),
+}
+"""
+The key types of a token.  An EC issuing CA signs a certificate in a tenth
+of the time of RSA-2048; the RA must be RSA, since clients encrypt their
+requests to it with RSA key transport.
+"""
+
+
 def generate_key(key_type: str = "rsa2048") -> PrivateKey:
-    """A new token key: C{rsa2048}, C{rsa3072}, C{rsa4096} (RA keys must be RSA)."""
-    if key_type.startswith("rsa"):
-        return rsa.generate_private_key(public_exponent=65537, key_size=int(key_type[3:]))
-    if key_type == "ec256":
-        return ec.generate_private_key(ec.SECP256R1())
-    raise TokenError(f"unknown key type {key_type!r}")
+    """A new token key of one of L{KEY_TYPES}."""
+    make = KEY_TYPES.get(key_type)
+    if make is None:
+        raise TokenError(f"unknown key type {key_type!r}: one of {', '.join(KEY_TYPES)}")
+    return make()
 
 
 @dataclass(frozen=True)
@@ -204,9 +217,12 @@ def add_token(store: Store, keys: KeyStore, realm: str, group: str, *,
 
     C{issuer} is the certificate and key that sign it (C{None} for a root).
     """
+    key_type = key_type or TOKEN_KEYS[group]
+    if group == "scep" and not key_type.startswith("rsa"):
+        raise TokenError("an RA key must be RSA: clients encrypt their requests to it with RSA key transport")
     alias = store.next_alias_name(realm, group)
     generation = int(alias.rsplit("-", 1)[1])
-    key = generate_key(key_type or TOKEN_KEYS[group])
+    key = generate_key(key_type)
     issuer_cert, issuer_key = issuer if issuer is not None else (None, None)
     certificate = make_token_certificate(
         group=group, realm=realm, generation=generation, key=key,
