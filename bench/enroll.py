@@ -35,7 +35,7 @@ sys.path.insert(0, TOP)
 from scep import clientmessage, message  # noqa: E402
 from scep.client import Client, make_csr, self_signed  # noqa: E402
 from scep.message import MessageType, PKIStatus  # noqa: E402
-from tests.server import ETC, TWISTD, environment, free_port  # noqa: E402
+from tests.server import ETC, SCEPADM, TWISTD, environment, free_port  # noqa: E402
 
 CHALLENGE = "SecretChallenge"
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -78,10 +78,15 @@ def wait_http(url: str, limit: float = 60) -> None:
     raise SystemExit(f"{url} did not come up")
 
 
-def start_scep(directory: str, workers: int) -> tuple[subprocess.Popen[bytes], str]:
+def start_scep(directory: str, workers: int, ca_key_type: str | None = None) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     config = os.path.join(directory, "etc")
     shutil.copytree(ETC, config)
+    if ca_key_type:
+        scepadm = [*SCEPADM, "--config", config, "--state", os.path.join(directory, "var")]
+        subprocess.run([*scepadm, "init"], env=environment(), check=True, capture_output=True)
+        subprocess.run([*scepadm, "token", "add", "--type", "ca-signer", "--key-type", ca_key_type],
+                       env=environment(), check=True, capture_output=True)
     process = subprocess.Popen(
         [*TWISTD, "-n", "--pidfile=", f"--logfile={directory}/twistd.log", "scep",
          "--listen", f"tcp:{port}:interface=127.0.0.1", "--config", config,
@@ -152,12 +157,14 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--ca-key-type", choices=["ec256", "ec384", "rsa3072"],
+                        help="make the issuing CA this kind of key (default: the demo realm's RSA-2048)")
     args = parser.parse_args()
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     directory = tempfile.mkdtemp(prefix="scep-bench-")
     results = {}
     try:
-        for name, start in (("scep", lambda: start_scep(directory, args.workers)),
+        for name, start in (("scep", lambda: start_scep(directory, args.workers, args.ca_key_type)),
                             ("micromdm", lambda: start_micromdm(directory))):
             process, url = start()
             try:
