@@ -336,6 +336,14 @@ class ResourceTests(SynchronousTestCase):
         self.reactor.advance(2)
         self.assertTrue(self.transport.disconnecting or self.transport.disconnected)
 
+    def test_bug_is_a_text_500(self) -> None:
+        """An unexpected error in the front answers 500 text/plain at once, without a traceback."""
+        self.backend.error = KeyError("a bug")
+        response = self.get(b"/scep?operation=GetCACaps")
+        self.assertIn(b"500", response.split(b"\r\n")[0])
+        self.assertTrue(response.endswith(b"\r\n\r\ninternal error\n"))
+        self.assertEqual(len(self.flushLoggedErrors(KeyError)), 1)
+
     def test_method(self) -> None:
         """Other methods get 405."""
         response = self.exchange(b"DELETE /scep HTTP/1.1\r\nHost: ca\r\n\r\n")

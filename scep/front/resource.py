@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.protocols import amp
+from twisted.python.failure import Failure
 from twisted.web import http
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
@@ -180,8 +181,16 @@ class SCEPResource(Resource):
         d = defer.Deferred.fromCoroutine(self._answer(request))
         finished = request.notifyFinish()
         finished.addErrback(lambda _: d.cancel())
-        d.addErrback(lambda f: f.trap(defer.CancelledError))
+        d.addErrback(self._failed, request)
         return NOT_DONE_YET
+
+    def _failed(self, reason: Failure, request: SCEPRequest) -> None:
+        """A bug, not a client's fault: one log entry, a text 500, never a hang."""
+        if reason.check(defer.CancelledError):
+            return
+        log.failure("answering {path} failed", reason, path=request.path)
+        if not request.finished and not request._disconnected:
+            request._answer_text(500, "internal error")
 
     async def _answer(self, request: SCEPRequest) -> None:
         started = self.clock()
