@@ -329,12 +329,15 @@ class SignedContent:
 def load_content_info(data: bytes, expected: str) -> Any:
     """The content of a ContentInfo of type C{expected} (dotted OID), DER or BER."""
     info = asn1_cms.ContentInfo.load(data)
-    content_type = info["content_type"].dotted
+    _check_content_type(info["content_type"].dotted, expected)
+    return info["content"]
+
+
+def _check_content_type(content_type: str, expected: str) -> None:
     if content_type != expected:
         name = asn1_cms.ContentType._map.get(content_type, content_type)
         want = asn1_cms.ContentType._map.get(expected, expected)
         raise CMSError(f"content type is {name}, not {want}")
-    return info["content"]
 
 
 def read_certificates(signed_data: Any) -> tuple[list[Any], list[bytes]]:
@@ -347,11 +350,7 @@ def read_certificates(signed_data: Any) -> tuple[list[Any], list[bytes]]:
 def _content(data: bytes, expected: str) -> list[TLV]:
     """The fields of the content of a ContentInfo of type C{expected}, like L{load_content_info}."""
     info = values(expect(values(data)[0], 16, "ContentInfo").contents)
-    content_type = dotted(expect(info[0], 6, "ContentInfo").encoded)
-    if content_type != expected:
-        name = asn1_cms.ContentType._map.get(content_type, content_type)
-        want = asn1_cms.ContentType._map.get(expected, expected)
-        raise CMSError(f"content type is {name}, not {want}")
+    _check_content_type(dotted(expect(info[0], 6, "ContentInfo").encoded), expected)
     content = values(expect(info[1], 0, "ContentInfo", class_=2).contents)[0]
     return values(expect(content, 16, "ContentInfo").contents)
 
