@@ -683,6 +683,17 @@ class PendingTests(AuthorityMixin, TestCase):
         self.assertEqual(self.contents(), before)
         self.assertEqual(self.poll(requester, "tid-bound").status, PKIStatus.SUCCESS)
 
+    def test_resend_by_another_signer(self) -> None:
+        """A captured CSR resent under another signer's key does not pick up the transaction."""
+        device, replayer = client(), client("other")
+        self.issued(device, transaction_id="tid-replay")
+        before = self.contents()
+        reply = self.enroll(replayer, key=device.key, transaction_id="tid-replay")
+        self.assertFailure(reply, FailInfo.badRequest, "another signer")
+        self.assertEqual(self.contents(), before)
+        again = self.enroll(device, transaction_id="tid-replay")
+        self.assertEqual(again.status, PKIStatus.SUCCESS, again.fail_info_text)
+
     def test_bound_to_key_issued(self) -> None:
         """After issuance too, a transactionID reused with another key gets no certificate."""
         self.issued(client(), transaction_id="tid-taken")

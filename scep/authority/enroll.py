@@ -188,7 +188,12 @@ class Enrollment:
             subject=csr.subject.rfc4514_string(), mode=mode, created=self.now, updated=self.now,
             reason=reason, client_address=self.client,
             signer_identifier=self.our_signer.identifier if mode != "initial" and self.our_signer else None,
+            signer_key_hash=self.signer_key_hash,
         )
+
+    @functools.cached_property
+    def signer_key_hash(self) -> str:
+        return spki_hash(self.request.signer_certificate.public_key())
 
     @functools.cached_property
     def our_signer(self) -> CertificateRecord | None:
@@ -366,11 +371,18 @@ class Enrollment:
         """Answer a resent request for a key from its stored transaction."""
         if existing.public_key_hash != key_hash:
             self.refuse_other_key()
+        if not self.may_continue(existing):
+            self.refuse_other_signer()
         return self.pickup(existing)
 
     def refuse_other_key(self) -> None:
         self.store.append_audit(self.audit("reject", "transactionID reused with another public key"))
         raise RequestError(FailInfo.badRequest, "this transactionID belongs to a request with another public key")
+
+    def refuse_other_signer(self) -> None:
+        self.store.append_audit(self.audit("reject", "transaction continued by another signer"))
+        raise RequestError(FailInfo.badRequest, "this transaction was started by another signer: "
+                           "sign with the request's key or the certificate that signed it")
 
     def pickup(self, existing: TransactionRecord) -> Outcome:
         """Answer a resent request or a poll from the stored transaction."""
@@ -402,29 +414,22 @@ class Enrollment:
             raise RequestError(FailInfo.badCertId, "no transaction with this transactionID")
         if not _same_name(_name(subject), existing.subject):
             raise RequestError(FailInfo.badCertId, "the subject in the CertPoll does not match the transaction")
-        if not self.may_poll(existing):
+        if not self.may_continue(existing):
             self.refuse_other_key()
         return self.pickup(existing)
 
-    def may_poll(self, existing: TransactionRecord) -> bool:
+    def may_continue(self, existing: TransactionRecord) -> bool:
         """
-        A poll is signed with the key of the CSR, or, for a renewal or a
-        request on behalf, by a certificate of ours that could have made it.
+        A resend or a poll is signed with the key of the CSR, or with the key
+        that signed the request (the old certificate of a renewal, an
+        operator's of a request on behalf, an MDM's), as long as that
+        certificate, where it is ours, is not revoked.
         """
-        if spki_hash(self.request.signer_certificate.public_key()) == existing.public_key_hash:
+        if self.signer_key_hash == existing.public_key_hash:
             return True
-        record = self.our_signer
-        if existing.mode not in ("renewal", "onbehalf") or record is None or record.status == "revoked":
+        if self.signer_key_hash != existing.signer_key_hash:
             return False
-        if existing.signer_identifier is not None:
-            return record.identifier == existing.signer_identifier
-        if existing.mode == "renewal":
-            return self.same_subject(x509.load_der_x509_csr(existing.csr), record)
-        try:
-            self.check_onbehalf(record)
-        except RequestError:
-            return False
-        return True
+        return self.our_signer is None or self.our_signer.status != "revoked"
 
     def get_cert(self) -> Outcome:
         issuer, serial = scep_message.parse_issuer_and_serial(self.content())

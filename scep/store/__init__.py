@@ -132,7 +132,8 @@ class TransactionRecord:
     """
     A SCEP transaction, keyed by (realm, transactionID) and bound to the
     public key of its CSR.  C{signer_identifier} names the certificate of
-    ours that signed a renewal or a request on behalf.
+    ours that signed a renewal or a request on behalf; C{signer_key_hash}
+    is the key that signed the request, whoever's certificate it was.
     """
 
     realm: str
@@ -150,6 +151,7 @@ class TransactionRecord:
     reason: str | None = None
     client_address: str | None = None
     signer_identifier: str | None = None
+    signer_key_hash: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -93,6 +93,7 @@ CREATE TABLE IF NOT EXISTS transactions (
     mode TEXT NOT NULL CHECK (mode IN ('initial', 'renewal', 'onbehalf')),
     client_address TEXT,
     signer_identifier TEXT,
+    signer_key_hash TEXT,
     created TEXT NOT NULL,
     updated TEXT NOT NULL,
     PRIMARY KEY (realm, transaction_id)
