@@ -16,7 +16,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
 from twisted.logger import Logger
 
 from scep import message as scep_message
@@ -156,9 +155,7 @@ class Authority:
         if "issuer" in parts:
             certificates += self.chain(realm, "ca-signer")
         if "root" in parts:
-            root = realm.current("root")
-            if root is not None and root.certificate not in certificates:
-                certificates.append(root.certificate)
+            certificates += [c for c in self.chain(realm, "root") if c not in certificates]
         body = scep_message.build_degenerate(certificates)
         self._getcacert[key] = (version, body)
         return "application/x-x509-ca-ra-cert", body
@@ -280,7 +277,3 @@ def _mirror(name: str | None, known: Mapping[str, Any], weak: Mapping[str, str],
 _ENVELOPED = (MessageType.PKCSReq, MessageType.RenewalReq, MessageType.CertPoll, MessageType.GetCert,
               MessageType.GetCRL)
 """The messageTypes this server answers: each carries a pkcsPKIEnvelope."""
-
-
-def der(certificate: Any) -> bytes:
-    return certificate.public_bytes(serialization.Encoding.DER)
