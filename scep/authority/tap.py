@@ -22,6 +22,10 @@ from __future__ import annotations
 import sys
 from typing import IO, Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from OpenSSL import crypto
 from twisted.application import strports
 from twisted.application.service import IService, MultiService
 from twisted.internet import ssl
@@ -121,26 +125,19 @@ def tls_options(options: Options) -> Any:
     """
     try:
         with open(options["tls-certificate"], "rb") as f:
-            chain = f.read()
+            chain = x509.load_pem_x509_certificates(f.read())
         with open(options["tls-key"], "rb") as f:
-            key = f.read()
+            key = serialization.load_pem_private_key(f.read(), None)
         with open(options["tls-client-ca"], "rb") as f:
-            authorities = [ssl.Certificate.loadPEM(block) for block in _pem_blocks(f.read())]
-        certificate = ssl.PrivateCertificate.loadPEM(key + b"\n" + chain)
-    except (OSError, ValueError, ssl.SSL.Error) as e:
+            authorities = x509.load_pem_x509_certificates(f.read())
+    except (OSError, ValueError, TypeError) as e:
         print(f"scep-worker: TLS files: {e}", file=sys.stderr)
         raise SystemExit(1) from None
-    if not authorities:
-        print(f"scep-worker: {options['tls-client-ca']}: no certificate in it", file=sys.stderr)
+    if not isinstance(key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
+        print(f"scep-worker: {options['tls-key']}: not an RSA or EC key", file=sys.stderr)
         raise SystemExit(1)
-    extra = [ssl.Certificate.loadPEM(block).original for block in _pem_blocks(chain)[1:]]
     return ssl.CertificateOptions(
-        privateKey=certificate.privateKey.original, certificate=certificate.original,
-        extraCertChain=extra, verify=True, caCerts=[a.original for a in authorities],
-        requireCertificate=True,
+        privateKey=crypto.PKey.from_cryptography_key(key), certificate=crypto.X509.from_cryptography(chain[0]),
+        extraCertChain=[crypto.X509.from_cryptography(c) for c in chain[1:]], verify=True,
+        caCerts=[crypto.X509.from_cryptography(c) for c in authorities], requireCertificate=True,
     )
-
-
-def _pem_blocks(data: bytes) -> list[bytes]:
-    end = b"-----END CERTIFICATE-----"
-    return [block.strip() + b"\n" + end + b"\n" for block in data.split(end) if b"-----BEGIN CERTIFICATE" in block]
