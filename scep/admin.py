@@ -31,6 +31,7 @@ from scep.store import (
     UNCHANGED,
     AliasRecord,
     AuditRecord,
+    CertificateRecord,
     Conflict,
     NotFound,
     Store,
@@ -163,25 +164,31 @@ def _load_certificates(path: str) -> list[x509.Certificate]:
         raise Refused(f"{path}: not a certificate ({e})") from None
 
 
+def import_certificate(ctx: Context, certificate: x509.Certificate, realm: str | None) -> CertificateRecord:
+    """
+    Store a certificate (once; importing it again is no error), its issuer
+    found among the CA certificates the store knows.
+    """
+    der = certificate.public_bytes(serialization.Encoding.DER)
+    identifier = certificate_identifier(der)
+    if certificate.issuer == certificate.subject:
+        issuer_identifier: str | None = identifier
+    else:
+        issuers = ctx.store.find_ca_certificates(certificate.issuer.rfc4514_string())
+        issuer_identifier = issuers[0].identifier if issuers else None
+    record = certificate_record_from_der(der, realm=realm, issuer_identifier=issuer_identifier)
+    try:
+        ctx.store.add_certificate(record, audit=ctx.audit("certificate import", record.subject, identifier))
+    except Conflict:
+        existing = ctx.store.get_certificate(identifier)
+        if existing is None:
+            raise Refused(f"{identifier}: serial already taken for that issuer") from None
+        return existing
+    return record
+
+
 def cmd_certificate_import(ctx: Context) -> None:
-    imported = []
-    for certificate in _load_certificates(ctx.args.file):
-        der = certificate.public_bytes(serialization.Encoding.DER)
-        identifier = certificate_identifier(der)
-        issuer_identifier = None
-        if certificate.issuer == certificate.subject:
-            issuer_identifier = identifier
-        else:
-            for candidate in ctx.store.list_certificates(status=None, limit=100000):
-                if candidate.is_ca and candidate.subject == certificate.issuer.rfc4514_string():
-                    issuer_identifier = candidate.identifier
-        record = certificate_record_from_der(der, realm=ctx.args.realm_given, issuer_identifier=issuer_identifier)
-        try:
-            ctx.store.add_certificate(record, audit=ctx.audit("certificate import", record.subject, identifier))
-        except Conflict:
-            if ctx.store.get_certificate(identifier) is None:
-                raise Refused(f"{identifier}: serial already taken for that issuer") from None
-        imported.append(record)
+    imported = [import_certificate(ctx, c, ctx.args.realm_given) for c in _load_certificates(ctx.args.file)]
     ctx.out(imported, lambda: "\n".join(f"{r.identifier}  {r.subject}" for r in imported))
 
 
@@ -245,11 +252,7 @@ def cmd_alias_add(ctx: Context) -> None:
         raise Refused("name the group with --token root|ca-signer|scep (or --group)")
     identifier = args.identifier
     if args.file:
-        certificates = _load_certificates(args.file)
-        identifier = certificate_identifier(certificates[0].public_bytes(serialization.Encoding.DER))
-        if ctx.store.get_certificate(identifier) is None:
-            ctx.store.add_certificate(certificate_record_from_der(
-                certificates[0].public_bytes(serialization.Encoding.DER), realm=ctx.realm_name))
+        identifier = import_certificate(ctx, _load_certificates(args.file)[0], ctx.realm_name).identifier
     record = _certificate(ctx, identifier)
     alias = args.alias or ctx.store.next_alias_name(ctx.realm_name, group)
     notbefore = parse_when(args.notbefore) if args.notbefore else None

@@ -109,6 +109,16 @@ class ScepadmTests(TestCase):
         self.assertNotIn("upcoming root ca", self.scepadm("alias"))
         self.assertIn("no alias", self.refused("alias", "remove", "--alias", "root-2"))
 
+    def test_import_finds_issuer(self) -> None:
+        """An imported certificate is linked to the CA certificate that issued it; importing twice is fine."""
+        path = os.path.join(self.mktemp() + ".pem")
+        ra = self.store().get_certificate(self.identifiers["scep-1"])
+        with open(path, "wb") as f:
+            f.write(x509.load_der_x509_certificate(ra.der).public_bytes(serialization.Encoding.PEM))
+        for _ in range(2):
+            out = self.scepadm("--json", "certificate", "import", "--file", path)
+            self.assertEqual(json.loads(out)[0]["issuer_identifier"], self.identifiers["ca-signer-1"])
+
     def test_token_add(self) -> None:
         """token add makes the next RA generation, signed by the current issuing CA."""
         out = self.scepadm("token", "add", "--type", "scep")

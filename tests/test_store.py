@@ -296,6 +296,18 @@ class CertificateTests(StoreTestCase):
         self.assertEqual(found, record)
         self.assertIsNone(self.store.find_certificate_by_issuer_name("CN=Other", 77))
 
+    def test_find_ca_certificates(self) -> None:
+        """
+        The CA certificates of a subject, newest first; end-entity ones are not CAs.
+        """
+        old = make_certificate("ca-1", subject="CN=Demo CA,O=Example", is_ca=True, serial=1, not_before=NOW - 9 * DAY)
+        new = make_certificate("ca-2", subject="CN=Demo CA,O=Example", is_ca=True, serial=2)
+        leaf = make_certificate("leaf", subject="CN=Demo CA,O=Example", serial=3)
+        for record in (old, new, leaf):
+            self.store.add_certificate(record)
+        self.assertEqual(self.store.find_ca_certificates("CN=Demo CA,O=Example"), [new, old])
+        self.assertEqual(self.store.find_ca_certificates("CN=Other"), [])
+
     def test_duplicates(self) -> None:
         """
         A duplicate identifier, or a serial taken for the issuer, conflicts.
@@ -828,6 +840,7 @@ class QueryPlanTests(StoreTestCase):
         self.assertIndexed(self.store.get_alias, "democa", "root-1")
         self.assertIndexed(self.store.list_aliases, "democa", "root")
         self.assertIndexed(self.store.revoked_certificates, "democa", "issuer-1")
+        self.assertIndexed(self.store.find_ca_certificates, "CN=Demo CA")
         [plan] = self.plans(self.store.revoked_certificates, "democa", "issuer-1")
         self.assertIn("certificates_issuer_status", plan)
         self.assertNotIn("TEMP B-TREE", plan)

@@ -288,6 +288,9 @@ class Store(Protocol):
         (the newest, should two CA generations share a name and a serial).
         """
 
+    def find_ca_certificates(self, subject: str) -> list[CertificateRecord]:
+        """The CA certificates with this RFC 4514 subject, newest first (an issuer's generations)."""
+
     def list_certificates(
         self,
         realm: str | None = None,

@@ -77,6 +77,8 @@ CREATE INDEX IF NOT EXISTS certificates_issuer_status
     ON certificates (issuer_identifier, status, serial);
 CREATE INDEX IF NOT EXISTS certificates_realm_status
     ON certificates (realm, status, not_before);
+CREATE INDEX IF NOT EXISTS certificates_ca_subject
+    ON certificates (subject) WHERE is_ca = 1;
 
 CREATE TABLE IF NOT EXISTS transactions (
     realm TEXT NOT NULL,

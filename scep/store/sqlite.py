@@ -137,6 +137,10 @@ class SQLiteStore:
         sql = _SELECT_CERT + "WHERE issuer = ? AND serial = ? ORDER BY not_before DESC LIMIT 1"
         return self._one(CertificateRecord, sql, (issuer, encode("serial", serial)))
 
+    def find_ca_certificates(self, subject: str) -> list[CertificateRecord]:
+        sql = _SELECT_CERT + "WHERE is_ca = 1 AND subject = ? ORDER BY not_before DESC"
+        return self._all(CertificateRecord, sql, (subject,))
+
     def list_certificates(
         self,
         realm: str | None = None,
