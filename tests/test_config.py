@@ -16,7 +16,7 @@ from cryptography.x509.oid import NameOID
 from twisted.trial.unittest import SynchronousTestCase
 
 from scep.authority.configcheck import check_config
-from scep.authority.policy import add_relative, parse_server, relative_date
+from scep.authority.policy import add_relative, parse_server, relative_date, subtract_relative
 from scep.authority.profiles import ProfileViolation, build_certificate, parse_profile
 from scep.authority.tokens import generate_key, make_token_certificate
 from scep.config import ConfigError
@@ -38,6 +38,10 @@ class RelativeDateTests(SynchronousTestCase):
         self.assertEqual(add_relative(start, relative_date("01", "f", "k")), datetime.datetime(2025, 1, 31, tzinfo=UTC))
         self.assertEqual(add_relative(start, relative_date("000102", "f", "k")),
                          datetime.datetime(2024, 3, 2, tzinfo=UTC))
+        self.assertEqual(subtract_relative(datetime.datetime(2024, 3, 31, tzinfo=UTC), relative_date("0001", "f", "k")),
+                         datetime.datetime(2024, 2, 29, tzinfo=UTC))
+        self.assertEqual(subtract_relative(start, relative_date("000060", "f", "k")),
+                         datetime.datetime(2023, 12, 2, tzinfo=UTC))
 
     def test_unquoted(self) -> None:
         """A number (what YAML makes of 000060) or junk is refused with a hint."""

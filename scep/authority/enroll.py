@@ -26,7 +26,7 @@ from twisted.logger import Logger
 
 from scep import message as scep_message
 from scep.authority import crl as crls
-from scep.authority.policy import ServerConfig, _Months, add_relative
+from scep.authority.policy import ServerConfig, add_relative, subtract_relative
 from scep.authority.profiles import ProfileViolation, build_certificate
 from scep.authority.realm import Realm
 from scep.message import FailInfo, MessageType, PKIMessage, PKIStatus, RequestError
@@ -254,7 +254,7 @@ class Enrollment:
 
     def window_start(self, record: CertificateRecord) -> datetime.datetime:
         """When a certificate's renewal window opens: renewal_period before it expires."""
-        return add_relative(record.not_after, _negate(self.server.renewal_period))
+        return subtract_relative(record.not_after, self.server.renewal_period)
 
     def check_window(self, record: CertificateRecord) -> None:
         """A renewal is accepted only when the signer expires within renewal_period, or with allow_replace."""
@@ -445,13 +445,12 @@ class Enrollment:
         issuer, serial = scep_message.parse_issuer_and_serial(self.content())
         issuer_name = _name(issuer).rfc4514_string()
         record = self.store.find_certificate_by_issuer_name(issuer_name, serial)
+        cas = self.realm.tokens("ca-signer") + self.realm.tokens("root")
         token = None
         if record is not None and record.issuer_identifier:
-            token = next((t for t in self.realm.tokens("ca-signer") + self.realm.tokens("root")
-                          if t.identifier == record.issuer_identifier), None)
+            token = next((t for t in cas if t.identifier == record.issuer_identifier), None)
         if token is None:
-            token = next((t for t in reversed(self.realm.tokens("ca-signer") + self.realm.tokens("root"))
-                          if t.certificate.subject.rfc4514_string() == issuer_name), None)
+            token = next((t for t in reversed(cas) if t.certificate.subject.rfc4514_string() == issuer_name), None)
         if token is None:
             raise RequestError(FailInfo.badCertId, "no CRL for that issuer here")
         current = crls.current_crl(self.store, self.realm, token, self.now, actor=f"client {self.client}")
@@ -498,10 +497,3 @@ def _bmp_string(value: bytes) -> str | None:
         return str(core.BMPString.load(value).native)
     except Exception:
         return None
-
-
-def _negate(delta: Any) -> Any:
-    if isinstance(delta, _Months):
-        return _Months(-delta.months, -delta.rest)
-    return -delta
-

@@ -58,6 +58,12 @@ def add_relative(when: datetime.datetime, delta: datetime.timedelta | _Months) -
     return when + delta  # type: ignore[operator]
 
 
+def subtract_relative(when: datetime.datetime, delta: datetime.timedelta | _Months) -> datetime.datetime:
+    if isinstance(delta, _Months):
+        return when + _Months(-delta.months, -delta.rest)
+    return when - delta
+
+
 @dataclass(frozen=True)
 class SignerRule:
     """One C{authorized_signer} rule; its keys are ANDed."""
