@@ -10,6 +10,7 @@ import json
 import os
 import socket
 
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from twisted.trial.unittest import TestCase
@@ -19,11 +20,6 @@ from scep.client import Client, make_csr, self_signed
 from scep.message import MessageType, PKIStatus
 from scep.store import certificate_identifier
 from tests.server import need_binary, run, shared_server
-
-
-def split_pem(text: str) -> list[str]:
-    marker = "-----END CERTIFICATE-----"
-    return [block.strip() + "\n" + marker + "\n" for block in text.split(marker) if "BEGIN CERTIFICATE" in block]
 
 
 class EnrollTests(TestCase):
@@ -44,7 +40,8 @@ class EnrollTests(TestCase):
             f.write(body)
         printed = run(["openssl", "pkcs7", "-inform", "DER", "-in", der, "-print_certs"])
         self.assertEqual(printed.returncode, 0, printed.stderr)
-        blocks = split_pem(printed.stdout)
+        blocks = [c.public_bytes(Encoding.PEM).decode() for c in x509.load_pem_x509_certificates(
+            printed.stdout.encode())]
         self.assertEqual(len(blocks), 3, "RA, issuing CA and root")
         root = os.path.join(directory, "root.pem")
         others = os.path.join(directory, "untrusted.pem")
