@@ -5,7 +5,14 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from twisted.application.internet import StreamServerEndpointService
+from twisted.internet.endpoints import clientFromString, serverFromString
+from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IProtocolFactory, IStreamClientEndpoint, IStreamServerEndpoint
+from twisted.logger import Logger
 from twisted.python import usage
+
+log = Logger()
 
 
 class OneLineErrors(usage.Options):
@@ -19,3 +26,56 @@ class OneLineErrors(usage.Options):
         except usage.UsageError as e:
             print(f"{self.command}: {e}", file=sys.stderr)
             raise SystemExit(2) from None
+
+
+def server_endpoint(option: str, description: str) -> IStreamServerEndpoint:
+    """
+    Parse a Twisted server endpoint description given to C{option}.
+
+    @raise usage.UsageError: one line naming the option, for an unknown
+        endpoint type or a malformed argument.
+    """
+    from twisted.internet import reactor
+
+    try:
+        return serverFromString(reactor, description)
+    except (ValueError, TypeError, KeyError) as e:
+        raise usage.UsageError(f"{option} {description}: {e}") from None
+
+
+def client_endpoint(option: str, description: str) -> IStreamClientEndpoint:
+    """
+    Parse a Twisted client endpoint description given to C{option}.
+
+    A C{tls:} endpoint reads its certificate files now, so a missing or
+    unreadable file is a usage error too, not a traceback at start.
+
+    @raise usage.UsageError: one line naming the option.
+    """
+    from twisted.internet import reactor
+
+    try:
+        return clientFromString(reactor, description)
+    except Exception as e:  # the parsers raise whatever their arguments provoke
+        raise usage.UsageError(f"{option} {description}: {e}") from None
+
+
+class Listening(StreamServerEndpointService):
+    """
+    Listen on a parsed endpoint at start (before twistd drops privileges);
+    a port in use or an unusable socket path is one log line and exit
+    status 1 instead of a traceback.
+    """
+
+    def __init__(self, description: str, endpoint: IStreamServerEndpoint, factory: IProtocolFactory) -> None:
+        super().__init__(endpoint, factory)
+        self.description = description
+        self._raiseSynchronously = True
+
+    def privilegedStartService(self) -> None:
+        try:
+            super().privilegedStartService()
+        except CannotListenError as e:
+            reason = getattr(e.socketError, "strerror", None) or e.socketError
+            log.critical("cannot listen on {endpoint}: {reason}", endpoint=self.description, reason=reason)
+            raise SystemExit(1) from None

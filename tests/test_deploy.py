@@ -9,11 +9,13 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import os
+import shutil
 import signal
 import socket
 import ssl
 import stat
 import subprocess
+import tempfile
 import time
 
 from cryptography import x509
@@ -90,7 +92,11 @@ class DeployTests(TestCase):
         base = os.path.abspath(self.mktemp())
         os.makedirs(base)
         config = copy_config(base)
-        socket_path = os.path.join(base, "worker.sock")
+        # A unix socket path has at most 107 bytes: trial's temp directory
+        # under a deep checkout can be longer, so the socket lives in /tmp.
+        socket_dir = tempfile.mkdtemp(prefix="scep-")
+        self.addCleanup(shutil.rmtree, socket_dir, True)
+        socket_path = os.path.join(socket_dir, "worker.sock")
         worker = subprocess.Popen(
             [*TWISTD, "-n", "--pidfile=", f"--logfile={base}/worker.log", "scep-worker",
              "--listen", f"unix:{socket_path}:mode=660", "--config", config, "--state", os.path.join(base, "var")],
@@ -98,7 +104,9 @@ class DeployTests(TestCase):
         self.addCleanup(lambda: (worker.terminate(), worker.wait(15)))
         deadline = time.monotonic() + 60
         while not os.path.exists(socket_path) and time.monotonic() < deadline:
-            self.assertIsNone(worker.poll(), "the worker exited")
+            if worker.poll() is not None:
+                with open(os.path.join(base, "worker.log")) as f:
+                    self.fail(f"the worker exited:\n{f.read()}")
             time.sleep(0.1)
         self.assertEqual(stat.S_IMODE(os.stat(socket_path).st_mode), 0o660)
         front = Server(os.path.join(base, "front"), config=config, state=os.path.join(base, "front-var"),
@@ -170,12 +178,58 @@ class DeployTests(TestCase):
         """Both plugins refuse a bad option or a missing value with one line and a non-zero exit."""
         for arguments in (["scep", "--workers", "0"], ["scep", "--no-such-option"],
                           ["scep-worker"], ["scep-worker", "--bogus"],
-                          ["scep-worker", "--listen", "tcp:1", "--tls-key", "x.key"]):
+                          ["scep-worker", "--listen", "tcp:1", "--tls-key", "x.key"],
+                          ["scep", "--listen", "bogus:1"], ["scep", "--listen", "tcp:eighty"],
+                          ["scep", "--backend", "bogus:1"],
+                          ["scep", "--backend", "tls:localhost:1:certificate=/nonexistent/front.pem"],
+                          ["scep-worker", "--listen", "unix"]):
             result = subprocess.run([*TWISTD, "-n", "--pidfile=", *arguments], env=environment(),
                                     capture_output=True, text=True, timeout=60)
             self.assertNotEqual(result.returncode, 0, arguments)
             self.assertEqual(len(result.stderr.strip().splitlines()), 1, result.stderr)
             self.assertNotIn("Traceback", result.stderr + result.stdout)
+
+    def test_cannot_listen(self) -> None:
+        """
+        A port in use, or a unix socket path longer than the kernel takes:
+        one log line naming the endpoint, exit status 1, no traceback.
+        """
+        base = os.path.abspath(self.mktemp())
+        os.makedirs(base)
+        config = copy_config(base)
+        busy = socket.socket()
+        self.addCleanup(busy.close)
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        too_long = "unix:" + os.path.join(base, "s" * 110)
+        for arguments, reason in (
+            (["scep", "--listen", f"tcp:{port}:interface=127.0.0.1"], "Address already in use"),
+            (["scep-worker", "--listen", f"tcp:{port}:interface=127.0.0.1"], "Address already in use"),
+            (["scep-worker", "--listen", too_long], "AF_UNIX path too long"),
+        ):
+            result = subprocess.run(
+                [*TWISTD, "-n", "--pidfile=", *arguments, "--config", config, "--state", os.path.join(base, "var")],
+                env=environment(), capture_output=True, text=True, timeout=120, cwd=base)
+            output = result.stdout + result.stderr
+            self.assertEqual(result.returncode, 1, output)
+            self.assertNotIn("Traceback", output)
+            lines = [line for line in output.splitlines() if "cannot listen" in line]
+            self.assertEqual(len(lines), 1, output)
+            self.assertIn(f"cannot listen on {arguments[-1]}: {reason}", lines[0])
+
+    def test_worker_check(self) -> None:
+        """twistd scep-worker --check opens config, store and keys, then exits 0 without listening."""
+        base = os.path.abspath(self.mktemp())
+        os.makedirs(base)
+        config = copy_config(base)
+        result = subprocess.run(
+            [*TWISTD, "-n", "--pidfile=", "scep-worker", "--check", "--config", config,
+             "--state", os.path.join(base, "var")],
+            env=environment(), capture_output=True, text=True, timeout=120, cwd=base)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn(f"scep-worker: {config} is fine", result.stdout)
+        self.assertTrue(os.path.exists(os.path.join(base, "var", "keys")))
 
     def test_broken_worker_config(self) -> None:
         """scep-worker with a broken realm config exits with the file and key."""

@@ -19,11 +19,8 @@ def main(argv: list[str]) -> int:
     from twisted.internet import reactor
     from twisted.internet.stdio import StandardIO
 
-    from scep.authority.amp import AuthorityProtocol, open_authority
-    from scep.authority.configcheck import check_config
-    from scep.authority.tap import Options, start_logging
-    from scep.config import ConfigError
-    from scep.store import StoreError
+    from scep.authority.amp import AuthorityProtocol
+    from scep.authority.tap import Options, open_or_exit, start_logging
 
     options = Options()
     options.parseOptions(argv)  # a usage error exits with one line and status 2
@@ -31,13 +28,7 @@ def main(argv: list[str]) -> int:
     # The front stops its workers with SIGTERM; a Ctrl-C in the terminal
     # reaches the whole process group, and the front decides.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        if options["check"]:
-            check_config(options["config"])
-        authority = open_authority(options["config"], options["state"])
-    except (ConfigError, StoreError) as e:
-        print(f"scep worker: {e}", file=sys.stderr)
-        return 1
+    authority = open_or_exit(options, "scep worker")
     if options["check"]:
         return 0
 

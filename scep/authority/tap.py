@@ -20,13 +20,12 @@ certificate=front.pem:privateKey=front.key
 from __future__ import annotations
 
 import sys
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from OpenSSL import crypto
-from twisted.application import strports
 from twisted.application.service import IService, MultiService
 from twisted.internet import ssl
 from twisted.internet.protocol import Factory
@@ -45,7 +44,10 @@ from zope.interface import implementer
 
 from scep.config import ConfigError, resolve_dirs
 from scep.store import StoreError
-from scep.usage import OneLineErrors
+from scep.usage import Listening, OneLineErrors, server_endpoint
+
+if TYPE_CHECKING:
+    from scep.authority.service import Authority
 
 
 class Options(OneLineErrors):
@@ -64,6 +66,8 @@ class Options(OneLineErrors):
         tls = [self["tls-certificate"], self["tls-key"], self["tls-client-ca"]]
         if any(tls) and not all(tls):
             raise usage.UsageError("TLS needs all of --tls-certificate, --tls-key and --tls-client-ca")
+        # The spawned child (scep.authority.child) shares these options and has no --listen.
+        self.endpoint = server_endpoint("--listen", self["listen"]) if self["listen"] else None
         try:
             self["config"], self["state"], _ = resolve_dirs(self["config"], self["state"])
         except ConfigError as e:
@@ -98,22 +102,38 @@ def start_logging(stream: IO[str]) -> None:
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
 
 
-def makeService(options: Options) -> IService:
-    from scep.authority.amp import AuthorityProtocol, open_authority
+def open_or_exit(options: Options, command: str) -> Authority:
+    """
+    Open the authority of C{options} (with C{--check}, after checking
+    every config file), or exit with status 1 and one line on stderr.
+    """
+    from scep.authority.amp import open_authority
+    from scep.authority.configcheck import check_config
 
-    if not options["listen"]:
+    try:
+        if options["check"]:
+            check_config(options["config"])
+        return open_authority(options["config"], options["state"])
+    except (ConfigError, StoreError) as e:
+        print(f"{command}: {e}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def makeService(options: Options) -> IService:
+    from scep.authority.amp import AuthorityProtocol
+
+    if options.endpoint is None and not options["check"]:
         print("scep-worker: --listen ENDPOINT is required", file=sys.stderr)
         raise SystemExit(2)
-    try:
-        authority = open_authority(options["config"], options["state"])
-    except (ConfigError, StoreError) as e:
-        print(f"scep-worker: {e}", file=sys.stderr)
-        raise SystemExit(1) from None
+    authority = open_or_exit(options, "scep-worker")
+    if options["check"] or options.endpoint is None:
+        print(f"scep-worker: {options['config']} is fine")
+        raise SystemExit(0)
     service = MultiService()
     factory: Any = Factory.forProtocol(lambda: AuthorityProtocol(authority))
     if options["tls-certificate"]:
         factory = TLSMemoryBIOFactory(tls_options(options), False, factory)
-    strports.service(options["listen"], factory).setServiceParent(service)
+    Listening(options["listen"], options.endpoint, factory).setServiceParent(service)
     return service
 
 

@@ -23,7 +23,7 @@ from typing import Any
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.application.service import MultiService, Service
 from twisted.internet import defer, error
-from twisted.internet.endpoints import clientFromString
+from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory, ProcessProtocol, connectionDone
 from twisted.logger import Logger
 from twisted.protocols import amp
@@ -272,14 +272,13 @@ class RemoteBackend(MultiService):
     reconnecting with backoff.
     """
 
-    def __init__(self, reactor: Any, endpoint: str, connections: int = 2) -> None:
+    def __init__(self, reactor: Any, endpoint: IStreamClientEndpoint, connections: int = 2) -> None:
         super().__init__()
         self.balancer = _Balancer(reactor)
-        self.endpoint = endpoint
         for index in range(connections):
             factory = Factory.forProtocol(partial(_RemoteAMP, self.balancer, index))
             ClientService(
-                clientFromString(reactor, endpoint), factory,
+                endpoint, factory,
                 retryPolicy=backoffPolicy(maxDelay=10.0),
             ).setServiceParent(self)
 

@@ -19,7 +19,6 @@ import subprocess
 import sys
 from typing import Any
 
-from twisted.application import strports
 from twisted.application.service import IService, MultiService
 from twisted.logger import Logger
 
@@ -27,7 +26,7 @@ from scep.config import ConfigError, resolve_dirs
 from scep.front.backend import RemoteBackend, WorkerPool
 from scep.front.resource import SCEPResource, make_site
 from scep.front.wrapper import WrapperConfigs
-from scep.usage import OneLineErrors
+from scep.usage import Listening, OneLineErrors, client_endpoint, server_endpoint
 
 log = Logger()
 
@@ -55,6 +54,8 @@ class Options(OneLineErrors):
 
     def postOptions(self) -> None:
         self["listen"] = self["listen"] or ["tcp:8080"]
+        self.listeners = [(each, server_endpoint("--listen", each)) for each in self["listen"]]
+        self.backend = client_endpoint("--backend", self["backend"]) if self["backend"] else None
         if self["workers"] is not None and self["workers"] < 1:
             raise SystemExit(_fail("--workers must be at least 1"))
         try:
@@ -103,8 +104,8 @@ def makeService(options: Options) -> IService:
         log.info("authority: {line}", line=line)
     service = MultiService()
     backend: Any
-    if options["backend"]:
-        backend = RemoteBackend(reactor, options["backend"])
+    if options.backend is not None:
+        backend = RemoteBackend(reactor, options.backend)
     else:
         count = options["workers"] or options.system.workers or os.cpu_count() or 1
         backend = WorkerPool(reactor, count, worker_arguments(options["config"], options["state"]))
@@ -113,6 +114,6 @@ def makeService(options: Options) -> IService:
         log.warn("the SCEP service is disabled (system.server.service.scep.enabled: false in "
                  "{path}); every SCEP URL answers 404", path=os.path.join(options["config"], "system.yaml"))
     site = make_site(SCEPResource(options.wrappers, backend, enabled=options.system.enabled))
-    for endpoint in options["listen"]:
-        strports.service(endpoint, site).setServiceParent(service)
+    for description, endpoint in options.listeners:
+        Listening(description, endpoint, site).setServiceParent(service)
     return service
