@@ -84,6 +84,25 @@ def _resolve_targets(top: argparse.ArgumentParser, args: argparse.Namespace) -> 
             setattr(args, name, value)
 
 
+def _dash_identifiers(argv: list[str]) -> list[str]:
+    """
+    C{argv} with each identifier that starts with C{-} made unambiguous for
+    argparse: the value of C{--identifier}/C{--id} joined to it with C{=},
+    a bare one given as C{--id=...}.  After C{--} everything is positional
+    already and stays as it is.
+    """
+    end = argv.index("--") if "--" in argv else len(argv)
+    result: list[str] = []
+    for argument in argv[:end]:
+        if IDENTIFIER_WITH_DASH.match(argument):
+            if result and result[-1] in ("--identifier", "--id"):
+                result[-1] += f"={argument}"
+                continue
+            argument = f"--id={argument}"
+        result.append(argument)
+    return result + argv[end:]
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="scepadm", description="The operator's command line of the scep server.",
                                   parents=[_common(True)])
@@ -165,7 +184,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     top = parser()
-    args = top.parse_args([f"--id={a}" if IDENTIFIER_WITH_DASH.match(a) else a for a in argv])
+    args = top.parse_args(_dash_identifiers(argv))
     _resolve_targets(top, args)
     args.realm_given = args.realm
     args.realm = args.realm or "democa"

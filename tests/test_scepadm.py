@@ -172,10 +172,16 @@ class ScepadmTests(TestCase):
         self.assertIn("reject", actions)
 
     def test_identifier_with_dash(self) -> None:
-        """An identifier starting with '-' (one in 64) is taken as an identifier, also as --id."""
+        """An identifier starting with '-' (one in 64) is taken as an identifier: bare, after --, as --id, or after --identifier."""
         status, _, err = self.call("certificate", "show", "-" + "A" * 26)
         self.assertEqual(status, 1)
         self.assertIn("no certificate -AAAA", err)
+        status, _, err = self.call("certificate", "revoke", "--reason", "superseded", "--", "-" + "B" * 26)
+        self.assertEqual(status, 1)
+        self.assertIn("no certificate -BBBB", err)
+        status, _, err = self.call("alias", "--token", "root", "--identifier", "-" + "C" * 26)
+        self.assertEqual(status, 1)
+        self.assertIn("no certificate -CCCC", err)
         status, _, err = self.call("certificate", "revoke", "--id=-x", "--reason", "superseded")
         self.assertEqual(status, 1)
         self.assertIn("no certificate -x", err)
