@@ -14,6 +14,7 @@ import datetime
 import hashlib
 import json
 import os
+import pwd
 from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
 from typing import Any
@@ -70,6 +71,21 @@ def when(value: datetime.datetime | None) -> str:
     return value.astimezone(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S") if value else "-"
 
 
+def operator() -> str:
+    """
+    Who runs this command: the account of the real user id, or the login
+    behind C{sudo} when root runs it through sudo.  Never C{$USER}: anyone
+    can set that, and four-eyes approval counts distinct operators.
+    """
+    uid = os.getuid()
+    if uid == 0 and os.environ.get("SUDO_USER"):
+        return os.environ["SUDO_USER"]
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
 class Context:
     """What a command works on: config, state, store, keys, and the actor."""
 
@@ -77,7 +93,7 @@ class Context:
         self.args = args
         self.config_dir, self.state_dir, self.system = resolve_dirs(args.config, args.state)
         self.realm_name = args.realm
-        self.actor = f"operator {os.environ.get('SUDO_USER') or os.environ.get('USER') or os.getuid()}"
+        self.actor = f"operator {operator()}"
         self._store: Store | None = None
         self.keys = KeyStore(self.state_dir)
 

@@ -11,12 +11,13 @@ import hashlib
 import io
 import json
 import os
+import pwd
 import shutil
 import subprocess
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SkipTest, TestCase
 
 from scep import cli
 from scep.authority.tokens import KeyStore, make_token_certificate
@@ -189,14 +190,30 @@ class ScepadmTests(TestCase):
         self.assertEqual(status, 2)
 
     def as_operator(self, name: str, *arguments: str) -> tuple[int, str, str]:
-        previous = os.environ.get("USER"), os.environ.pop("SUDO_USER", None)
-        os.environ["USER"] = name
+        """Run scepadm as root through sudo for C{name}: the only way one account acts as two operators."""
+        if os.getuid() != 0:
+            raise SkipTest("acting as two operators needs root (SUDO_USER counts only for root)")
+        previous = os.environ.get("SUDO_USER")
+        os.environ["SUDO_USER"] = name
         try:
             return self.call(*arguments)
+        finally:
+            os.environ.pop("SUDO_USER")
+            if previous is not None:
+                os.environ["SUDO_USER"] = previous
+
+    def test_operator_not_from_user(self) -> None:
+        """The audited operator is the account running scepadm, not whatever $USER says."""
+        previous = os.environ.get("USER"), os.environ.pop("SUDO_USER", None)
+        os.environ["USER"] = "mallory"
+        try:
+            self.scepadm("crl", "issue")
         finally:
             os.environ["USER"] = previous[0] or ""
             if previous[1] is not None:
                 os.environ["SUDO_USER"] = previous[1]
+        actors = {r["actor"] for r in json.loads(self.scepadm("--json", "audit")) if r["action"] == "crl issue"}
+        self.assertEqual(actors, {f"operator {pwd.getpwuid(os.getuid()).pw_name}"})
 
     def test_four_eyes(self) -> None:
         """approval_points 3 without eligibility: two different operators must approve."""
