@@ -14,6 +14,7 @@ import os
 import pwd
 import shutil
 import subprocess
+from unittest import mock
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -173,7 +174,7 @@ class ScepadmTests(TestCase):
         self.assertIn("reject", actions)
 
     def test_identifier_with_dash(self) -> None:
-        """An identifier starting with '-' (one in 64) is taken as an identifier: bare, after --, as --id, or after --identifier."""
+        """An identifier starting with '-' (one in 64): bare, after --, as --id=, or after --identifier."""
         status, _, err = self.call("certificate", "show", "-" + "A" * 26)
         self.assertEqual(status, 1)
         self.assertIn("no certificate -AAAA", err)
@@ -193,25 +194,14 @@ class ScepadmTests(TestCase):
         """Run scepadm as root through sudo for C{name}: the only way one account acts as two operators."""
         if os.getuid() != 0:
             raise SkipTest("acting as two operators needs root (SUDO_USER counts only for root)")
-        previous = os.environ.get("SUDO_USER")
-        os.environ["SUDO_USER"] = name
-        try:
+        with mock.patch.dict(os.environ, {"SUDO_USER": name}):
             return self.call(*arguments)
-        finally:
-            os.environ.pop("SUDO_USER")
-            if previous is not None:
-                os.environ["SUDO_USER"] = previous
 
     def test_operator_not_from_user(self) -> None:
         """The audited operator is the account running scepadm, not whatever $USER says."""
-        previous = os.environ.get("USER"), os.environ.pop("SUDO_USER", None)
-        os.environ["USER"] = "mallory"
-        try:
+        with mock.patch.dict(os.environ, {"USER": "mallory"}):
+            os.environ.pop("SUDO_USER", None)
             self.scepadm("crl", "issue")
-        finally:
-            os.environ["USER"] = previous[0] or ""
-            if previous[1] is not None:
-                os.environ["SUDO_USER"] = previous[1]
         actors = {r["actor"] for r in json.loads(self.scepadm("--json", "audit")) if r["action"] == "crl issue"}
         self.assertEqual(actors, {f"operator {pwd.getpwuid(os.getuid()).pw_name}"})
 

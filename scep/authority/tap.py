@@ -122,13 +122,14 @@ def open_or_exit(options: Options, command: str) -> Authority:
 def makeService(options: Options) -> IService:
     from scep.authority.amp import AuthorityProtocol
 
-    if options.endpoint is None and not options["check"]:
+    if options["check"]:
+        open_or_exit(options, "scep-worker")
+        print(f"scep-worker: {options['config']} is fine")
+        raise SystemExit(0)
+    if options.endpoint is None:
         print("scep-worker: --listen ENDPOINT is required", file=sys.stderr)
         raise SystemExit(2)
     authority = open_or_exit(options, "scep-worker")
-    if options["check"] or options.endpoint is None:
-        print(f"scep-worker: {options['config']} is fine")
-        raise SystemExit(0)
     service = MultiService()
     factory: Any = Factory.forProtocol(lambda: AuthorityProtocol(authority))
     if options["tls-certificate"]:
