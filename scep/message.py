@@ -346,8 +346,8 @@ def build_cert_rep(
     """
     A signed CertRep answering C{request}, DER.  SUCCESS envelopes a degenerate
     SignedData of C{certificates} and C{crls} to the request's signer
-    certificate; FAILURE (failInfo defaults to badRequest) and PENDING carry no
-    content.  CAST5 parameters take the form the request's had, or else
+    certificate; FAILURE (failInfo defaults to badRequest) and PENDING carry an
+    empty content.  CAST5 parameters take the form the request's had, or else
     OpenSSL's (see L{algorithms.Cast5Parameters}).
     """
     status = PKIStatus(status)
@@ -358,7 +358,11 @@ def build_cert_rep(
         scep_attribute(OID_SENDER_NONCE, os.urandom(16)),
         scep_attribute(OID_RECIPIENT_NONCE, request.sender_nonce),
     ]
-    econtent = None
+    # FAILURE and PENDING carry no pkcsPKIEnvelope, but an empty id-data
+    # eContent rather than none: OpenSSL's PKCS7_verify (certmonger) refuses
+    # a SignedData without content ("no content"), and micromdm and step-ca
+    # answer the same way.
+    econtent = b""
     if status == PKIStatus.FAILURE:
         failure = FailInfo.badRequest if fail_info is None else FailInfo(fail_info)
         attributes.append(scep_attribute(OID_FAIL_INFO, str(int(failure))))

@@ -36,9 +36,10 @@ STARTUP_LIMIT = 60.0
 
 def need_binary(name: str) -> str:
     """The path of a client binary; skip (or fail in CI) without it."""
-    path = shutil.which(name)
+    # certmonger lives in /usr/sbin, which a non-root PATH may leave out.
+    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
     if path is None:
-        reason = f"{name} is not installed (Debian: apt-get install scep openssl)"
+        reason = f"{name} is not installed (Debian: apt-get install scep openssl certmonger)"
         if os.environ.get("SCEP_REQUIRE_CLIENTS") == "1":
             raise AssertionError(reason + "; SCEP_REQUIRE_CLIENTS=1 makes this a failure")
         raise SkipTest(reason)

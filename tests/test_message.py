@@ -275,7 +275,7 @@ class CertRepTests(TestCase):
         self.assertEqual(rid, m.RecipientId(*m.parse_issuer_and_serial(m.issuer_and_serial(pki()["client"]))))
 
     def test_failure(self) -> None:
-        """FAILURE carries failInfo and failInfoText and no content."""
+        """FAILURE carries failInfo and failInfoText, no pkcsPKIEnvelope: an empty id-data content."""
         req, data = cert_rep(
             m.PKIStatus.FAILURE, fail_info=m.FailInfo.badAlg, fail_info_text="DES is not allowed é"
         )
@@ -288,7 +288,7 @@ class CertRepTests(TestCase):
         msg = m.parse_pki_message(data)
         self.assertIsNone(msg.enveloped_data)
         encap = asn1_cms.ContentInfo.load(data)["content"]["encap_content_info"]
-        self.assertEqual(encap.dump(), bytes.fromhex("300b06092a864886f70d010701"))
+        self.assertEqual(encap.dump(), bytes.fromhex("300f06092a864886f70d010701a0020400"))
 
     def test_failure_default_fail_info(self) -> None:
         """FAILURE without a failInfo says badRequest, and no failInfoText."""
@@ -296,11 +296,13 @@ class CertRepTests(TestCase):
         self.assertEqual((rep.fail_info, rep.fail_info_text), (m.FailInfo.badRequest, None))
 
     def test_pending(self) -> None:
-        """PENDING carries neither failInfo nor content."""
+        """PENDING carries neither failInfo nor a pkcsPKIEnvelope: an empty id-data content."""
         req, data = cert_rep(m.PKIStatus.PENDING)
         rep = self.parse(data)
         self.assertEqual((rep.status, rep.fail_info, rep.certificates), (m.PKIStatus.PENDING, None, []))
         self.assertIsNone(m.parse_pki_message(data).enveloped_data)
+        encap = asn1_cms.ContentInfo.load(data)["content"]["encap_content_info"]
+        self.assertEqual(encap["content"].contents, b"")
         self.assertEqual(rep.recipient_nonce, req.sender_nonce)
 
     def test_transaction_id_verbatim(self) -> None:
@@ -566,11 +568,17 @@ class OpenSSLTests(TestCase):
                          "-in", self.write("rep.der", data), "-out", out)  # fmt: skip
         self.run_openssl("pkcs7", "-inform", "DER", "-print", "-noout", "-in", self.write("rep.der", data))
 
-    def test_failure_verifies(self) -> None:
-        """openssl verifies a FAILURE CertRep against empty detached content."""
-        _, data = cert_rep(m.PKIStatus.FAILURE, fail_info=m.FailInfo.badTime)
-        self.run_openssl("cms", "-verify", "-noverify", "-inform", "DER", "-in", self.write("rep.der", data),
-                         "-content", self.write("empty", b""))  # fmt: skip
+    def test_failure_and_pending_verify(self) -> None:
+        """
+        openssl verifies FAILURE and PENDING CertReps without being given
+        content: with the CMS API, and with the PKCS#7 API that certmonger
+        uses, which refuses a SignedData without content ("no content").
+        """
+        for status in (m.PKIStatus.FAILURE, m.PKIStatus.PENDING):
+            _, data = cert_rep(status, fail_info=m.FailInfo.badTime if status == m.PKIStatus.FAILURE else None)
+            rep = self.write("rep.der", data)
+            self.run_openssl("cms", "-verify", "-noverify", "-inform", "DER", "-in", rep, "-out", os.devnull)
+            self.run_openssl("smime", "-verify", "-noverify", "-inform", "DER", "-in", rep, "-out", os.devnull)
 
     def test_attributes_visible(self) -> None:
         """asn1parse shows the SCEP attribute OIDs in the signed attributes."""
