@@ -84,6 +84,17 @@ def add_server_configs(config: str, sections: dict[str, Any], realm: str = "demo
     merge_yaml(os.path.join(config, "realms", realm, "scep.yaml"), sections)
 
 
+def terminate(process: subprocess.Popen[Any]) -> None:
+    """SIGTERM, up to 15 s to exit, then SIGKILL."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 class Server:
     """
     One C{twistd -n scep} process with its files under C{directory}; the
@@ -127,13 +138,8 @@ class Server:
         raise AssertionError(f"the server did not answer within {STARTUP_LIMIT}s:\n{self.logged()}")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            terminate(self.process)
         if self.process is not None and self.process.stdout is not None:
             self.process.stdout.close()
 

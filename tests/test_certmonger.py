@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -23,7 +22,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_private_key
 from twisted.trial.unittest import TestCase
 
-from tests.server import Server, add_server_configs, need_binary
+from tests.server import Server, add_server_configs, need_binary, terminate
 
 CHALLENGE = "SecretChallenge"
 SERVERS = {
@@ -85,13 +84,7 @@ class Certmonger:
             return f.read()
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process)
         self.log.close()
         shutil.rmtree(self.socket_dir, ignore_errors=True)
 

@@ -27,7 +27,7 @@ from scep import clientmessage
 from scep.client import Client, make_csr, self_signed
 from scep.message import MessageType, PKIStatus
 from tests import certs
-from tests.server import TWISTD, Server, copy_config, environment, free_port
+from tests.server import TWISTD, Server, copy_config, environment, free_port, terminate
 
 
 def key() -> rsa.RSAPrivateKey:
@@ -101,7 +101,7 @@ class DeployTests(TestCase):
             [*TWISTD, "-n", "--pidfile=", f"--logfile={base}/worker.log", "scep-worker",
              "--listen", f"unix:{socket_path}:mode=660", "--config", config, "--state", os.path.join(base, "var")],
             env=environment(), cwd=base, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        self.addCleanup(lambda: (worker.terminate(), worker.wait(15)))
+        self.addCleanup(terminate, worker)
         deadline = time.monotonic() + 60
         while not os.path.exists(socket_path) and time.monotonic() < deadline:
             if worker.poll() is not None:
@@ -139,7 +139,7 @@ class DeployTests(TestCase):
              "--tls-certificate", files["worker"][0], "--tls-key", files["worker"][1],
              "--tls-client-ca", os.path.join(tls, "trust", "ca.pem")],
             env=environment(), cwd=base, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.addCleanup(lambda: (worker.terminate(), worker.wait(15)))
+        self.addCleanup(terminate, worker)
         front = Server(os.path.join(base, "front"), config=config, state=os.path.join(base, "front-var"),
                        extra=["--backend", f"tls:localhost:{port}:trustRoots={tls}/trust:"
                               f"certificate={files['front'][0]}:privateKey={files['front'][1]}"])
