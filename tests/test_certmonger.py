@@ -5,8 +5,8 @@ helper verifies every CertRep with OpenSSL's PKCS#7 API, which refuses a
 SignedData without content: FAILURE and PENDING carry an empty one.
 
 The daemon runs per test on a private socket (C{certmonger -L}), with its
-requests, CAs and temporary files under the test's directory: no D-Bus, no
-system state.
+requests, CAs, local CA, preferences, lock and temporary files under the
+test's directory: no D-Bus, no system state.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class Certmonger:
         self.binary = need_binary("certmonger")
         self.getcert_binary = need_binary("getcert")
         self.directory = directory
-        for name in ("requests", "cas", "tmp"):
+        for name in ("requests", "cas", "tmp", "local", "config"):
             os.makedirs(os.path.join(directory, name))
         # A unix socket path has at most 107 bytes; trial's directories can be longer.
         self.socket_dir = tempfile.mkdtemp(prefix="certmonger-")
@@ -50,6 +50,10 @@ class Certmonger:
             "CERTMONGER_REQUESTS_DIR": os.path.join(directory, "requests"),
             "CERTMONGER_CAS_DIR": os.path.join(directory, "cas"),
             "CERTMONGER_TMPDIR": os.path.join(directory, "tmp"),
+            # Its built-in local CA, preferences and lock stay here too, not in /var/lib or /run.
+            "CERTMONGER_LOCAL_CA_DIR": os.path.join(directory, "local"),
+            "CERTMONGER_CONFIG_DIR": os.path.join(directory, "config"),
+            "CERTMONGER_SYSTEM_LOCK_FILE": os.path.join(directory, "lock"),
             "CERTMONGER_PVT_ADDRESS": f"unix:path={socket_path}",
         }
         self.log = open(os.path.join(directory, "certmonger.log"), "wb")
