@@ -175,13 +175,15 @@ class CertmongerTests(TestCase):
         self.certmonger.getcert("request", "-c", "approval", "-I", "waiting", "-f", cert,
                                 "-k", os.path.join(self.files, "waiting.key"), "-L", CHALLENGE,
                                 "-N", "CN=waiting-device")
+        # certmonger takes PENDING as "the CA is working on it" and waits.
         deadline = time.monotonic() + 60
-        while "PKCSReq PENDING" not in self.server.logged() and time.monotonic() < deadline:
-            time.sleep(0.1)
+        while (fields := self.certmonger.status("waiting"))["status"] != "CA_WORKING":
+            if time.monotonic() > deadline:
+                self.fail(f"certmonger did not wait on PENDING: {fields}\n{self.server.logged()}")
+            time.sleep(0.2)
+        self.assertIn("PKCSReq PENDING", self.server.logged())
         pending = json.loads(self.server.scepadm("--json", "request", "list", "--state", "pending").stdout)
         self.assertEqual([row["subject"] for row in pending], ["CN=waiting-device"])
-        fields = self.certmonger.status("waiting")
-        self.assertEqual(fields["status"], "CA_WORKING", fields)
         self.assertFalse(os.path.exists(cert))
 
         self.server.scepadm("request", "approve", "--", pending[0]["transaction_id"])
