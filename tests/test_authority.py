@@ -51,6 +51,10 @@ SERVERS = {
     "pendingreplace": {"challenge": {"value": CHALLENGE},
                        "policy": {"allow_man_approv": 1, "approval_points": 2},
                        "revoke_on_replace": {"reason_code": "superseded"}},
+    "keyreuse": {"challenge": {"value": CHALLENGE}, "policy": {"allow_key_reuse": 1},
+                 "revoke_on_replace": {"reason_code": "superseded"}},
+    "pendingreuse": {"challenge": {"value": CHALLENGE}, "policy": {"allow_key_reuse": 1,
+                     "allow_man_approv": 1, "approval_points": 2}},
     "tolerant": {"challenge": {"value": CHALLENGE}, "signing_time_tolerance": "000003"},
     "signers": {"challenge": {"value": CHALLENGE},
                 "authorized_signer": {"mdm": {"subject": "CN=mdm-agent"}}},
@@ -540,6 +544,59 @@ class RenewalTests(AuthorityMixin, TestCase):
             self.assertFailure(reply, FailInfo.badRequest, "new key")
         self.assertEqual(self.contents(), before)
 
+    def test_key_reuse(self) -> None:
+        """policy.allow_key_reuse: a renewal that keeps the key, under a new transactionID, is issued."""
+        self.in_window()
+        reply = self.renew(key=self.device.key, servername="keyreuse", transaction_id="tid-reuse-new")
+        self.assertEqual(reply.status, PKIStatus.SUCCESS, reply.fail_info_text)
+        self.assertEqual(reply.certificates[0].public_key(), self.device.key.public_key())
+        self.assertNotEqual(reply.certificates[0].serial_number, self.old.serial_number)
+        old = self.store.get_certificate(certificate_record_from_der(der(self.old), realm=REALM).identifier)
+        assert old is not None
+        self.assertEqual(old.revocation_reason, "superseded")
+
+    def test_key_reuse_same_transaction(self) -> None:
+        """
+        A renewal that keeps the key under the transactionID that issued its
+        signer (a key-derived transactionID) is a new request in place of the
+        old one, not a resend; a resend of it answers from the new row.
+        """
+        device = client("keeper")
+        old = self.issued(device, transaction_id="tid-keeper", servername="keyreuse")
+        self.clock.now = old.not_valid_after_utc - timedelta(days=30)
+        first = self.store.get_transaction(REALM, "tid-keeper")
+        assert first is not None
+        signer = Requester(device.key, old)
+        renewal = signer.message(MessageType.PKCSReq, signer.csr(), self.token("scep"),
+                                 transaction_id="tid-keeper", signing_time=self.clock.now)
+        reply = signer.read(self.answer(renewal, servername="keyreuse").body)
+        self.assertEqual(reply.status, PKIStatus.SUCCESS, reply.fail_info_text)
+        new = reply.certificates[0]
+        self.assertNotEqual(new.serial_number, old.serial_number)
+        self.assertEqual(new.public_key(), device.key.public_key())
+        row = self.store.get_transaction(REALM, "tid-keeper")
+        assert row is not None
+        self.assertEqual((row.mode, row.status), ("renewal", "issued"))
+        self.assertEqual(row.certificate_identifier, certificate_record_from_der(der(new), realm=REALM).identifier)
+        self.assertEqual(row.created, self.clock.now)
+        self.assertGreater(row.created, first.created)
+        old_record = self.store.get_certificate(certificate_record_from_der(der(old), realm=REALM).identifier)
+        assert old_record is not None
+        self.assertEqual((old_record.transaction_id, old_record.revocation_reason), ("tid-keeper", "superseded"))
+        before = self.contents()
+        again = signer.read(self.answer(renewal, servername="keyreuse").body)
+        self.assertEqual(again.certificates[0].serial_number, new.serial_number)
+        self.assertEqual(self.contents()[0], before[0], "no third certificate")
+        # Without allow_key_reuse the same renewal is refused and nothing changes.
+        device = client("keeper-refused")
+        old = self.issued(device, transaction_id="tid-keeper-refused")
+        signer = Requester(device.key, old)
+        before = self.contents()
+        renewal = signer.message(MessageType.PKCSReq, signer.csr(), self.token("scep"),
+                                 transaction_id="tid-keeper-refused", signing_time=self.clock.now)
+        self.assertFailure(signer.read(self.answer(renewal).body), FailInfo.badRequest, "new key")
+        self.assertEqual(self.contents(), before)
+
     def test_revoked_signer(self) -> None:
         """A renewal signed by a revoked certificate is refused."""
         self.in_window()
@@ -729,6 +786,23 @@ class PendingTests(AuthorityMixin, TestCase):
         stranger = Requester(certs.cached_key("other"), common_name="device-1")
         self.assertFailure(self.poll(stranger, "tid-renew-poll"), FailInfo.badRequest)
 
+
+    def test_key_reuse_same_transaction_pending(self) -> None:
+        """A renewal in place of its issued transaction can wait for approval like any request."""
+        device = client("keeper-pending")
+        self.pending(device, "tid-keeper-pending", servername="pendingreuse")
+        self.decide("tid-keeper-pending", "approved", "approved by test")
+        old = self.poll(device, "tid-keeper-pending", servername="pendingreuse").certificates[0]
+        self.clock.now = old.not_valid_after_utc - timedelta(days=30)
+        signer = Requester(device.key, old)
+        renewal = signer.message(MessageType.RenewalReq, signer.csr(), self.token("scep"),
+                                 transaction_id="tid-keeper-pending", signing_time=self.clock.now)
+        reply = signer.read(self.answer(renewal, servername="pendingreuse").body)
+        self.assertEqual(reply.status, PKIStatus.PENDING, reply.fail_info_text)
+        self.decide("tid-keeper-pending", "approved", "approved by test")
+        reply = self.poll(signer, "tid-keeper-pending", servername="pendingreuse", subject=old.subject)
+        self.assertEqual(reply.status, PKIStatus.SUCCESS, reply.fail_info_text)
+        self.assertNotEqual(reply.certificates[0].serial_number, old.serial_number)
 
     def test_approved_renewal_polled_with_new_key(self) -> None:
         """An approved renewal polled with the new key's own certificate still revokes what it replaces."""

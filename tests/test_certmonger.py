@@ -29,6 +29,9 @@ SERVERS = {
     # A window wider than the profile's validity: a certificate just issued may be renewed.
     "rekey": {"challenge": {"value": CHALLENGE}, "renewal_period": "020000",
               "revoke_on_replace": {"reason_code": "superseded"}},
+    # The same, but a renewal may keep its key, as certmonger's resubmit and automatic renewal do.
+    "reuse": {"challenge": {"value": CHALLENGE}, "renewal_period": "020000", "policy": {"allow_key_reuse": 1},
+              "revoke_on_replace": {"reason_code": "superseded"}},
     "approval": {"challenge": {"value": CHALLENGE}, "policy": {"allow_man_approv": 1, "approval_points": 2}},
 }
 
@@ -151,6 +154,29 @@ class CertmongerTests(TestCase):
         rows = {row["serial"]: row for row in self.certificates()}
         self.assertEqual(rows[old.serial_number]["status"], "revoked")
         self.assertEqual(rows[old.serial_number]["revocation_reason"], "superseded")
+
+    def test_resubmit_keeps_the_key(self) -> None:
+        """
+        getcert resubmit renews with the old key: refused by default, issued
+        where policy.allow_key_reuse is set.
+        """
+        cert, _ = self.request("rekey", "rekey", "keeper", CHALLENGE)
+        old = certificate(cert)
+        self.certmonger.getcert("resubmit", "-i", "keeper", "-w", check=False)
+        fields = self.certmonger.status("keeper")
+        self.assertIn("not permitted", fields.get("ca-error", ""), fields)
+        self.assertEqual(certificate(cert), old)
+        self.assertIn("PKCSReq FAILURE badRequest: renewal must use a new key", self.server.logged())
+
+        cert, key = self.request("reuse", "reuse", "reuser", CHALLENGE)
+        old, old_key = certificate(cert), public_key(key)
+        self.certmonger.getcert("resubmit", "-i", "reuser", "-w")
+        fields = self.certmonger.status("reuser")
+        self.assertEqual(fields["status"], "MONITORING", fields)
+        new = certificate(cert)
+        self.assertNotEqual(new.serial_number, old.serial_number)
+        self.assertEqual(public_key(key), old_key)
+        self.assertIn(f"SUCCESS issued serial {new.serial_number:x} (renewal)", self.server.logged())
 
     def test_refused(self) -> None:
         """A wrong challenge: certmonger reads the signed FAILURE as a rejection; nothing is issued."""

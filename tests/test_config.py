@@ -62,6 +62,7 @@ class ServerConfigTests(SynchronousTestCase):
     def test_errors(self) -> None:
         """Each wrong key is named with its servername."""
         for section, key in (({"policy": {"allow_replace": "yes"}}, "s.policy.allow_replace"),
+                             ({"policy": {"allow_key_reuse": 2}}, "s.policy.allow_key_reuse"),
                              ({"policy": {"max_active_certs": -1}}, "s.policy.max_active_certs"),
                              ({"authorized_signer": {"a": {"subject": "("}}}, "s.authorized_signer.a.subject"),
                              ({"response": {"chain": "all"}}, "s.response.chain"),

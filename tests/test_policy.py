@@ -44,6 +44,8 @@ SERVERS: dict[str, Any] = {
     "replace": {"challenge": {"value": "right"}, "policy": {"allow_replace": 1}, "initial_validity": "0003"},
     "window": {"challenge": {"value": "right"}, "renewal_period": "02",
                "revoke_on_replace": {"reason_code": "superseded"}},
+    "keyreuse": {"challenge": {"value": "right"}, "renewal_period": "02", "policy": {"allow_key_reuse": 1},
+                 "revoke_on_replace": {"reason_code": "superseded"}},
     "onbehalf": {"challenge": {"value": "right"},
                  "authorized_signer": {"operators": {"subject": "^CN=ra-operator"}}},
     "profilemap": {"challenge": {"value": "right"},
@@ -276,6 +278,24 @@ class PolicyTests(TestCase):
         old, renewed = self.renew("window", "renew-ok")
         self.assertEqual(renewed.status, PKIStatus.SUCCESS, renewed.fail_info_text)
         self.assertEqual(self.certificate(old)["revocation_reason"], "superseded")
+
+    def test_allow_key_reuse(self) -> None:
+        """policy.allow_key_reuse: a renewal that keeps the old key is issued; without it, refused."""
+        for endpoint in ("window", "keyreuse"):
+            k, reply = self.enroll(endpoint, f"same-key-{endpoint}")
+            old = reply.certificates[0]
+            renewed = self.client(endpoint).enroll(k, make_csr(k, f"same-key-{endpoint}"), signer=(k, old),
+                                                   transaction_id=f"RENEW-SAME-KEY-{endpoint}")
+            if endpoint == "window":
+                self.assertFailure(renewed, FailInfo.badRequest, "renewal must use a new key")
+                self.assertEqual(self.certificate(old)["status"], "issued")
+                continue
+            self.assertEqual(renewed.status, PKIStatus.SUCCESS, renewed.fail_info_text)
+            new = renewed.certificates[0]
+            self.assertNotEqual(new.serial_number, old.serial_number)
+            self.assertEqual(new.public_key(), k.public_key())
+            self.assertEqual(self.certificate(old)["revocation_reason"], "superseded")
+            self.assertIn(f"issued serial {new.serial_number:x} (renewal)", self.server.logged())
 
     def test_allow_replace(self) -> None:
         """allow_replace: a renewal outside the window is a replace, ending when the old certificate does."""

@@ -45,12 +45,14 @@ CHALLENGE = "SecretChallenge"
 SERVERS = {
     "quick": {"challenge": {"value": CHALLENGE}, "initial_validity": "000030"},
     "pending": {"challenge": {"value": CHALLENGE}, "policy": {"allow_man_approv": 1, "approval_points": 2}},
+    "reuse": {"challenge": {"value": CHALLENGE}, "renewal_period": "020000", "policy": {"allow_key_reuse": 1}},
 }
 """Server configs beside C{generic}."""
 
 ENDPOINTS = {
     "quick": {"servername": "quick"},
     "pending": {"servername": "pending"},
+    "reuse": {"servername": "reuse"},
     "strong": {"servername": "generic", "encryption_algorithm": "aes256", "hash_algorithm": "sha512"},
 }
 """Endpoints beside C{default}: the keys of their wrapper configs that differ."""
@@ -319,26 +321,31 @@ class ScepclientTests(ProtocolMixin, TestCase):
     -certificate it sends a RenewalReq signed with that certificate, but
     always with the key of -private-key and the transactionID derived from
     that key: with the old key it reuses the key (refused: a new key is
-    required); with a new key its signature does not match the old
-    certificate (badMessageCheck).  So it cannot renew here; the server's
-    answers are what these tests pin down.
+    required, unless policy.allow_key_reuse); with a new key its signature
+    does not match the old certificate (badMessageCheck).
     """
 
-    def scepclient(self, directory: str, *options: str) -> Any:
+    def scepclient(self, directory: str, *options: str, endpoint: str = "") -> Any:
         need_binary("scepclient")
         os.makedirs(directory, exist_ok=True)
-        return run(["scepclient", "-server-url", server().url + "/scep", *options], cwd=directory, timeout=60)
+        url = server().url + "/scep" + (f"/{endpoint}" if endpoint else "")
+        return run(["scepclient", "-server-url", url, *options], cwd=directory, timeout=60)
 
-    def enroll(self, cn: str) -> tuple[str, x509.Certificate]:
+    def enroll(self, cn: str, endpoint: str = "") -> tuple[str, x509.Certificate]:
         directory = self.mktemp()
         result = self.scepclient(directory, "-challenge", CHALLENGE, "-private-key", "device.key",
-                                 "-certificate", "device.pem", "-cn", cn)
+                                 "-certificate", "device.pem", "-cn", cn, endpoint=endpoint)
         self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
-        with open(os.path.join(directory, "device.pem"), "rb") as f:
-            return directory, x509.load_pem_x509_certificate(f.read())
+        return directory, self.certificate(directory)
 
-    def renew(self, directory: str, key: str = "device.key", certificate: str = "device.pem") -> Any:
-        return self.scepclient(directory, "-private-key", key, "-certificate", certificate, "-cn", "ignored")
+    def certificate(self, directory: str) -> x509.Certificate:
+        with open(os.path.join(directory, "device.pem"), "rb") as f:
+            return x509.load_pem_x509_certificate(f.read())
+
+    def renew(self, directory: str, key: str = "device.key", certificate: str = "device.pem",
+              endpoint: str = "") -> Any:
+        return self.scepclient(directory, "-private-key", key, "-certificate", certificate, "-cn", "ignored",
+                               endpoint=endpoint)
 
     def assertRefused(self, result: Any, fail_info: str, logged: str) -> None:
         self.assertEqual(result.returncode, 1, result.stdout + result.stderr)
@@ -353,6 +360,20 @@ class ScepclientTests(ProtocolMixin, TestCase):
         with open(os.path.join(directory, "device.pem"), "rb") as f:
             self.assertEqual(x509.load_pem_x509_certificate(f.read()), old)
         self.assertEqual(self.certificates(), before)
+
+    def test_renewal_keeps_key_where_allowed(self) -> None:
+        """
+        With policy.allow_key_reuse scepclient renews: its RenewalReq keeps
+        the key and the key-derived transactionID of its first request, and
+        gets a new certificate instead of the old one back.
+        """
+        directory, old = self.enroll("key-keeping-device", endpoint="reuse")
+        result = self.renew(directory, endpoint="reuse")
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        new = self.certificate(directory)
+        self.assertNotEqual(new.serial_number, old.serial_number)
+        self.assertEqual(new.public_key(), old.public_key())
+        self.assertIn(f"RenewalReq SUCCESS issued serial {new.serial_number:x} (renewal)", server().logged())
 
     def test_renewal_new_key(self) -> None:
         """scepclient given a new key signs with it under the old certificate: badMessageCheck."""

@@ -482,6 +482,28 @@ class TransactionTests(StoreTestCase):
         """
         self.assertRaises(NotFound, self.store.update_transaction, "democa", "nope", status="failed")
 
+    def test_supersede(self) -> None:
+        """
+        A new request replaces an issued transaction's row only while it
+        still names the certificate it issued, for the same public key.
+        """
+        issued, other = make_certificate("issued", serial=1), make_certificate("other", serial=2)
+        self.store.add_certificate(issued)
+        self.store.add_certificate(other)
+        self.store.create_transaction(replace(make_transaction(), status="issued",
+                                              certificate_identifier=issued.identifier))
+        renewal = replace(make_transaction(), status="approved", mode="renewal", signer_identifier=issued.identifier,
+                          created=NOW + DAY, updated=NOW + DAY)
+        for certificate, record in ((other.identifier, renewal),
+                                    (issued.identifier, replace(renewal, public_key_hash="ef" * 32)),
+                                    (issued.identifier, replace(renewal, transaction_id="tx-2"))):
+            self.assertRaises(Conflict, self.store.supersede_transaction, record, certificate, make_audit())
+        self.assertEqual(self.store.list_audit(), [])
+        self.store.supersede_transaction(renewal, issued.identifier, make_audit("renew"))
+        self.assertEqual(self.store.get_transaction("democa", "tx-1"), renewal)
+        self.assertEqual([a.action for a in self.store.list_audit()], ["renew"])
+        self.assertRaises(Conflict, self.store.supersede_transaction, renewal, issued.identifier, make_audit())
+
     def test_expected_status_race(self) -> None:
         """
         Of two operators racing to approve and reject, the second conflicts

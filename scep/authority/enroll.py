@@ -110,33 +110,63 @@ class Enrollment:
         csr = self.csr()
         key_hash = spki_hash(csr.public_key())
         existing = self.store.get_transaction(self.realm.name, self.request.transaction_id)
-        if existing is not None:
-            if existing.mode == "initial" and self.our_signer is not None:
-                # Signed by a certificate of ours, this is a renewal, not a
-                # resend: micromdm's scepclient derives the transactionID
-                # from the key, so a renewal with the old key arrives with
-                # the transactionID of the initial request.
-                self.mode(csr, key_hash)
-            return self.resume(existing, key_hash)
+        if existing is None:
+            mode, predecessor = self.mode(csr, key_hash)
+            return self.new_request(csr, key_hash, mode, predecessor)
+        if self.renews(existing, key_hash):
+            # A renewal signed by the certificate this very transaction
+            # issued, keeping its key: clients that derive the transactionID
+            # from the key (certmonger, micromdm's scepclient) renew under
+            # the transactionID of the initial request.  Refused unless
+            # policy.allow_key_reuse; a new request in place if allowed.
+            mode, predecessor = self.mode(csr, key_hash)
+            if mode == "renewal":
+                return self.new_request(csr, key_hash, mode, predecessor,
+                                        supersedes=existing.certificate_identifier)
+        elif existing.mode == "initial" and self.our_signer is not None:
+            # Signed by a certificate of ours, this is a renewal, not a
+            # resend: check it as one (a key kept without allow_key_reuse
+            # is refused) before answering from the transaction.
+            self.mode(csr, key_hash)
+        return self.resume(existing, key_hash)
 
-        mode, predecessor = self.mode(csr, key_hash)
-        subject = csr.subject.rfc4514_string()
+    def renews(self, existing: TransactionRecord, key_hash: str) -> bool:
+        """Whether the request is signed by the certificate C{existing} issued, for the same key."""
+        return (self.our_signer is not None and existing.status == "issued"
+                and existing.certificate_identifier == self.our_signer.identifier
+                and existing.public_key_hash == key_hash)
+
+    def new_request(self, csr: x509.CertificateSigningRequest, key_hash: str, mode: str,
+                    predecessor: CertificateRecord | None, supersedes: str | None = None) -> Outcome:
+        """
+        Issue, hold for approval, or refuse a request that is not a resend;
+        with C{supersedes}, in place of the issued transaction that issued
+        that certificate.
+        """
         reasons = self.approval_reasons(csr, mode, predecessor)
-        if not reasons:
+        reason = "; ".join(reasons) or None
+        if reason is None and supersedes is None:
             return self.issue(csr, self.transaction(csr, key_hash, mode, "issued", None), predecessor)
-        reason = "; ".join(reasons)
-        if not self.server.allow_man_approv and reasons != ["manual authentication"]:
+        if reason is not None and not self.server.allow_man_approv and reasons != ["manual authentication"]:
             self.store.append_audit(self.audit("reject", reason))
             raise RequestError(FailInfo.badRequest, "the request needs approval, which this server "
                                "does not allow: " + reason)
+        record = self.transaction(csr, key_hash, mode, "pending" if reason else "approved", reason)
         try:
-            self.store.create_transaction(self.transaction(csr, key_hash, mode, "pending", reason),
-                                          audit=self.audit("pending", reason))
+            if supersedes is None:
+                self.store.create_transaction(record, audit=self.audit("pending", reason or ""))
+            else:
+                detail = f"new {mode} request in place of the one that issued {supersedes}"
+                self.store.supersede_transaction(record, supersedes, audit=self.audit(
+                    "pending" if reason else "renew", f"{detail}: {reason}" if reason else detail))
         except Conflict:
             existing = self.store.get_transaction(self.realm.name, self.request.transaction_id)
             assert existing is not None
             return self.resume(existing, key_hash)
-        return Outcome(self.reply.build(PKIStatus.PENDING), f"PENDING ({reason})", f"subject={subject!r}")
+        if reason is not None:
+            return Outcome(self.reply.build(PKIStatus.PENDING), f"PENDING ({reason})",
+                           f"subject={record.subject!r}")
+        return self.pickup(record)
 
     def csr(self) -> x509.CertificateSigningRequest:
         """The PKCS#10 of the request, its proof of possession checked."""
@@ -210,9 +240,10 @@ class Enrollment:
         """
         Initial, renewal or on behalf, by signer, subject and key, as OpenXPKI
         tells them apart.  A signer we did not issue makes an initial request;
-        ours with the subject of the CSR a renewal (with a new key, inside the
-        renewal window); ours with another subject a request on behalf of that
-        subject when authorized signers are configured, else an initial one.
+        ours with the subject of the CSR a renewal (with a new key unless
+        C{policy.allow_key_reuse}, inside the renewal window); ours with
+        another subject a request on behalf of that subject when authorized
+        signers are configured, else an initial one.
         A RenewalReq must be signed by a certificate of ours.
         """
         renewal_req = self.request.message_type == MessageType.RenewalReq
@@ -231,7 +262,7 @@ class Enrollment:
                 raise RequestError(FailInfo.badRequest,
                                    "a renewal must keep the subject of the certificate that signs it")
             return "initial", None
-        if record.public_key_hash == key_hash:
+        if record.public_key_hash == key_hash and not self.server.allow_key_reuse:
             raise RequestError(FailInfo.badRequest, "renewal must use a new key; this CSR reuses the old one")
         self.check_window(record)
         return "renewal", record

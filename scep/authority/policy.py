@@ -91,6 +91,7 @@ class ServerConfig:
     max_active_certs: int = 0
     auto_revoke_existing_certs: bool = False
     allow_replace: bool = False
+    allow_key_reuse: bool = False
     renewal_period: datetime.timedelta | _Months = datetime.timedelta(days=60)
     revoke_on_replace: tuple[str, datetime.timedelta | _Months | None] | None = None
     authorized_signer: tuple[SignerRule, ...] = ()
@@ -198,6 +199,7 @@ def parse_server(realm: str, servername: str, section: Any, path: str) -> Server
         max_active_certs=_int(policy, path, at + "policy.max_active_certs", 0),
         auto_revoke_existing_certs=_flag(policy, path, at + "policy.auto_revoke_existing_certs", False),
         allow_replace=_flag(policy, path, at + "policy.allow_replace", False),
+        allow_key_reuse=_flag(policy, path, at + "policy.allow_key_reuse", False),
         renewal_period=relative_date(section.get("renewal_period", "000060"), path, at + "renewal_period"),
         revoke_on_replace=revoke_on_replace,
         authorized_signer=tuple(rules),

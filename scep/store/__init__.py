@@ -343,6 +343,16 @@ class Store(Protocol):
     def create_transaction(self, record: TransactionRecord, audit: AuditRecord | None = None) -> None:
         """Insert a transaction; L{Conflict} if it exists."""
 
+    def supersede_transaction(self, record: TransactionRecord, certificate_identifier: str,
+                              audit: AuditRecord | None = None) -> None:
+        """
+        Replace the row of an issued transaction with a new request under
+        its transactionID (a renewal that keeps the key, from a client that
+        derives the transactionID from it): only while the row is issued
+        with C{certificate_identifier} for C{record}'s public key, else
+        L{Conflict}.  The old certificate keeps its transactionID.
+        """
+
     def update_transaction(
         self,
         realm: str,

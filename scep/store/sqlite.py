@@ -50,6 +50,12 @@ _TX_UPSERT = " ON CONFLICT (realm, transaction_id) DO UPDATE SET " + ", ".join(
     f"{n} = excluded.{n}" for n in _TX if n not in ("realm", "transaction_id", "public_key_hash", "created")
 )
 _TX_IF_NEW = " ON CONFLICT (realm, transaction_id) DO NOTHING"
+# A new request under the transactionID of an issued one: all but the key of the row.
+_TX_NEW_REQUEST = [n for n in _TX if n not in ("realm", "transaction_id", "public_key_hash")]
+_SUPERSEDE_TX = (
+    f"UPDATE transactions SET {', '.join(f'{n} = ?' for n in _TX_NEW_REQUEST)} " + _TX_KEY
+    + " AND public_key_hash = ? AND status = 'issued' AND certificate_identifier = ?"
+)
 _ALIAS_SELECT = (
     "SELECT a.realm, a.alias_group, a.alias, a.identifier, a.notbefore, "
     "a.notafter, c.not_before, c.not_after "
@@ -235,6 +241,16 @@ class SQLiteStore:
     def create_transaction(self, record: TransactionRecord, audit: AuditRecord | None = None) -> None:
         with self._write() as db:
             db.execute(_INSERT_TX, to_row(record, _TX))
+            self._append(db, audit)
+
+    def supersede_transaction(self, record: TransactionRecord, certificate_identifier: str,
+                              audit: AuditRecord | None = None) -> None:
+        values = (*to_row(record, _TX_NEW_REQUEST), record.realm, record.transaction_id,
+                       record.public_key_hash, certificate_identifier)
+        with self._write() as db:
+            if db.execute(_SUPERSEDE_TX, values).rowcount != 1:
+                raise Conflict(f"transaction {record.transaction_id} did not issue {certificate_identifier} "
+                               "for this public key, or was superseded already")
             self._append(db, audit)
 
     def update_transaction(
