@@ -7,6 +7,7 @@ A test here fails if its key is ignored.
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime
 import hashlib
 import hmac as hmac_module
@@ -22,8 +23,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from twisted.trial.unittest import TestCase
 
+from scep import clientmessage
 from scep.client import Client, HTTPFailure, make_csr, transaction_id_for
-from scep.message import FailInfo, PKIStatus
+from scep.message import FailInfo, MessageType, PKIStatus
 from tests.server import SCEPADM, Server, add_server_configs, environment, merge_yaml, shared_server
 
 
@@ -296,6 +298,31 @@ class PolicyTests(TestCase):
             self.assertEqual(new.public_key(), k.public_key())
             self.assertEqual(self.certificate(old)["revocation_reason"], "superseded")
             self.assertIn(f"issued serial {new.serial_number:x} (renewal)", self.server.logged())
+
+    def test_key_reuse_in_place_in_parallel(self) -> None:
+        """
+        The same renewal in place of its transaction (kept key, key-derived
+        transactionID) sent 8 times at once to two workers: one new
+        certificate, the same for all.
+        """
+        k, reply = self.enroll("keyreuse", "racing-renewal")
+        old = reply.certificates[0]
+        client = self.client("keyreuse")
+        client.get_ca()
+        data = clientmessage.build_pki_message(
+            message_type=MessageType.RenewalReq,
+            message_data=make_csr(k, "racing-renewal").public_bytes(serialization.Encoding.DER),
+            recipient_certificate=client.ra, signer_certificate=old, signer_key=k,
+            transaction_id=transaction_id_for(k))
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            replies = [clientmessage.parse_cert_rep(r, recipient_key=k, recipient_certificate=old)
+                       for r in pool.map(client.send, [data] * 8)]
+        self.assertEqual({r.status for r in replies}, {PKIStatus.SUCCESS}, [r.fail_info_text for r in replies])
+        serials = {r.certificates[0].serial_number for r in replies}
+        self.assertEqual(len(serials), 1)
+        self.assertNotIn(old.serial_number, serials)
+        rows = json.loads(self.server.scepadm("--json", "certificate", "list", "--limit", "100000").stdout)
+        self.assertEqual(len([r for r in rows if r["subject"] == "CN=racing-renewal"]), 2)
 
     def test_allow_replace(self) -> None:
         """allow_replace: a renewal outside the window is a replace, ending when the old certificate does."""
