@@ -597,6 +597,17 @@ class RenewalTests(AuthorityMixin, TestCase):
         self.assertFailure(signer.read(self.answer(renewal).body), FailInfo.badRequest, "new key")
         self.assertEqual(self.contents(), before)
 
+    def test_new_key_same_transaction(self) -> None:
+        """A renewal with a new key under the initial request's transactionID is refused, not issued."""
+        device = client("keeper-new-key")
+        old = self.issued(device, transaction_id="tid-keeper-new-key")
+        self.clock.now = old.not_valid_after_utc - timedelta(days=30)
+        before = self.contents()
+        reply = self.enroll(Requester(device.key, old), key=self.new_key, challenge=None,
+                            message_type=MessageType.RenewalReq, transaction_id="tid-keeper-new-key")
+        self.assertFailure(reply, FailInfo.badRequest, "another public key")
+        self.assertEqual(self.contents(), before)
+
     def test_revoked_signer(self) -> None:
         """A renewal signed by a revoked certificate is refused."""
         self.in_window()
