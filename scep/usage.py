@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.endpoints import clientFromString, serverFromString
@@ -15,6 +15,12 @@ from twisted.python import usage
 log = Logger()
 
 
+def exit_with(command: str, text: str, status: int = 1) -> NoReturn:
+    """Stop a command line with one line on stderr, C{command: text}, and C{status}."""
+    print(f"{command}: {text}", file=sys.stderr)
+    raise SystemExit(status)
+
+
 class OneLineErrors(usage.Options):
     """Options whose usage errors are one line on stderr and exit status 2."""
 
@@ -24,8 +30,7 @@ class OneLineErrors(usage.Options):
         try:
             super().parseOptions(options)
         except usage.UsageError as e:
-            print(f"{self.command}: {e}", file=sys.stderr)
-            raise SystemExit(2) from None
+            exit_with(self.command, str(e), 2)
 
 
 def server_endpoint(option: str, description: str) -> IStreamServerEndpoint:

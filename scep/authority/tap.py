@@ -19,7 +19,6 @@ certificate=front.pem:privateKey=front.key
 
 from __future__ import annotations
 
-import sys
 from typing import IO, TYPE_CHECKING, Any
 
 from cryptography import x509
@@ -44,7 +43,7 @@ from zope.interface import implementer
 
 from scep.config import ConfigError, resolve_dirs
 from scep.store import StoreError
-from scep.usage import Listening, OneLineErrors, server_endpoint
+from scep.usage import Listening, OneLineErrors, exit_with, server_endpoint
 
 if TYPE_CHECKING:
     from scep.authority.service import Authority
@@ -71,8 +70,7 @@ class Options(OneLineErrors):
         try:
             self["config"], self["state"], _ = resolve_dirs(self["config"], self["state"])
         except ConfigError as e:
-            print(f"{self.command}: {e}", file=sys.stderr)
-            raise SystemExit(1) from None
+            exit_with(self.command, str(e))
     optFlags = [["check", None, "Open the config, store and keys (creating the default realm), then exit"]]
 
 
@@ -115,8 +113,7 @@ def open_or_exit(options: Options, command: str) -> Authority:
             check_config(options["config"])
         return open_authority(options["config"], options["state"])
     except (ConfigError, StoreError) as e:
-        print(f"{command}: {e}", file=sys.stderr)
-        raise SystemExit(1) from None
+        exit_with(command, str(e))
 
 
 def makeService(options: Options) -> IService:
@@ -127,8 +124,7 @@ def makeService(options: Options) -> IService:
         print(f"scep-worker: {options['config']} is fine")
         raise SystemExit(0)
     if options.endpoint is None:
-        print("scep-worker: --listen ENDPOINT is required", file=sys.stderr)
-        raise SystemExit(2)
+        exit_with("scep-worker", "--listen ENDPOINT is required", 2)
     authority = open_or_exit(options, "scep-worker")
     service = MultiService()
     factory: Any = Factory.forProtocol(lambda: AuthorityProtocol(authority))
@@ -152,11 +148,9 @@ def tls_options(options: Options) -> Any:
         with open(options["tls-client-ca"], "rb") as f:
             authorities = x509.load_pem_x509_certificates(f.read())
     except (OSError, ValueError, TypeError) as e:
-        print(f"scep-worker: TLS files: {e}", file=sys.stderr)
-        raise SystemExit(1) from None
+        exit_with("scep-worker", f"TLS files: {e}")
     if not isinstance(key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
-        print(f"scep-worker: {options['tls-key']}: not an RSA or EC key", file=sys.stderr)
-        raise SystemExit(1)
+        exit_with("scep-worker", f"{options['tls-key']}: not an RSA or EC key")
     return ssl.CertificateOptions(
         privateKey=crypto.PKey.from_cryptography_key(key), certificate=crypto.X509.from_cryptography(chain[0]),
         extraCertChain=[crypto.X509.from_cryptography(c) for c in chain[1:]], verify=True,

@@ -26,7 +26,7 @@ from scep.config import ConfigError, resolve_dirs
 from scep.front.backend import RemoteBackend, WorkerPool
 from scep.front.resource import SCEPResource, make_site
 from scep.front.wrapper import WrapperConfigs
-from scep.usage import Listening, OneLineErrors, client_endpoint, server_endpoint
+from scep.usage import Listening, OneLineErrors, client_endpoint, exit_with, server_endpoint
 
 log = Logger()
 
@@ -57,24 +57,19 @@ class Options(OneLineErrors):
         self.listeners = [(each, server_endpoint("--listen", each)) for each in self["listen"]]
         self.backend = client_endpoint("--backend", self["backend"]) if self["backend"] else None
         if self["workers"] is not None and self["workers"] < 1:
-            raise SystemExit(_fail("--workers must be at least 1"))
+            exit_with("scep", "--workers must be at least 1")
         try:
             self["config"], self["state"], self.system = resolve_dirs(self["config"], self["state"])
             self.wrappers = WrapperConfigs(os.path.join(self["config"], "scep"))
             self.wrappers.check_all()
         except ConfigError as e:
-            raise SystemExit(_fail(str(e))) from None
+            exit_with("scep", str(e))
         self.authority_lines: list[str] = []
         if not self["backend"] or self["check-config"]:
             self.authority_lines = _check_authority(self["config"], self["state"])
         if self["check-config"]:
             print(f"scep: {self['config']} is fine")
             raise SystemExit(0)
-
-
-def _fail(text: str) -> int:
-    print(f"scep: {text}", file=sys.stderr)
-    return 1
 
 
 def worker_arguments(config: str, state: str) -> list[str]:
@@ -93,7 +88,7 @@ def _check_authority(config: str, state: str) -> list[str]:
     )
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     if result.returncode != 0:
-        raise SystemExit(_fail(lines[-1].removeprefix("scep worker: ") if lines else "the authority did not start"))
+        exit_with("scep", lines[-1].removeprefix("scep worker: ") if lines else "the authority did not start")
     return lines
 
 
