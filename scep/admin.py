@@ -263,7 +263,7 @@ def cmd_alias(ctx: Context) -> None:
 
 def cmd_alias_add(ctx: Context) -> None:
     args = ctx.args
-    group = args.token or args.group
+    group = args.token
     if not group:
         raise Refused("name the group with --token root|ca-signer|scep (or --group)")
     identifier = args.identifier
@@ -306,7 +306,7 @@ def cmd_alias_remove(ctx: Context) -> None:
 
 
 def cmd_alias_list(ctx: Context) -> None:
-    aliases = ctx.store.list_aliases(ctx.realm_name, ctx.args.group)
+    aliases = ctx.store.list_aliases(ctx.realm_name, ctx.args.token)
     now = utcnow()
     groups: dict[str, list[AliasRecord]] = {}
     for alias in aliases:

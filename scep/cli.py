@@ -150,9 +150,7 @@ def parser() -> argparse.ArgumentParser:
     alias = p.add_subparsers(dest="action", metavar="ACTION")
     command(alias, "add", cmd_alias_add, "add an alias", [common, alias_options])
     command(alias, "list", cmd_alias_list, "list aliases", [common, alias_options])
-    q = command(alias, "update", cmd_alias_update, "change an alias's notbefore/notafter",
-                [common, alias_options])
-    q.set_defaults(func=cmd_alias_update)
+    command(alias, "update", cmd_alias_update, "change an alias's notbefore/notafter", [common, alias_options])
     command(alias, "remove", cmd_alias_remove, "remove an alias", [common, alias_options])
 
     req = group("request", "SCEP transactions")
@@ -188,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     _resolve_targets(top, args)
     args.realm_given = args.realm
     args.realm = args.realm or "democa"
-    for name, default in (("token", None), ("group", None), ("identifier", None), ("file", None),
+    for name, default in (("token", None), ("identifier", None), ("file", None),
                           ("alias", None), ("notbefore", None), ("notafter", None)):
         if not hasattr(args, name):
             setattr(args, name, default)

@@ -105,6 +105,8 @@ class ScepadmTests(TestCase):
         self.assertRegex(upcoming, r"NotBefore : 2099-01-01 00:00:00 \(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\)")
         rows = json.loads(self.scepadm("--json", "alias", "list"))
         self.assertEqual({r["alias"]: r["state"] for r in rows}["root-2"], "upcoming")
+        roots = json.loads(self.scepadm("--json", "alias", "list", "--token", "root"))
+        self.assertEqual(sorted(r["alias"] for r in roots), ["root-1", "root-2"])
         self.scepadm("alias", "update", "--alias", "root-2", "--notbefore", "2098-01-01 00:00:00")
         self.assertIn("2098-01-01 00:00:00", self.scepadm("alias", "list"))
         self.scepadm("alias", "remove", "--alias", "root-2")
