@@ -246,7 +246,7 @@ class SQLiteStore:
     def supersede_transaction(self, record: TransactionRecord, certificate_identifier: str,
                               audit: AuditRecord | None = None) -> None:
         values = (*to_row(record, _TX_NEW_REQUEST), record.realm, record.transaction_id,
-                       record.public_key_hash, certificate_identifier)
+                  record.public_key_hash, certificate_identifier)
         with self._write() as db:
             if db.execute(_SUPERSEDE_TX, values).rowcount != 1:
                 raise Conflict(f"transaction {record.transaction_id} did not issue {certificate_identifier} "
