@@ -242,9 +242,9 @@ def cmd_certificate_revoke(ctx: Context) -> None:
     reason = ctx.args.reason
     if reason_flag(reason) is None:
         raise Refused(f"{reason!r} is not a CRL reason (e.g. keyCompromise, superseded, cessationOfOperation)")
-    at = parse_when(ctx.args.at) if ctx.args.at else utcnow()
+    at = (parse_when(ctx.args.at) if ctx.args.at else None) or utcnow()
     try:
-        r = ctx.store.revoke_certificate(ctx.args.identifier, reason, at or utcnow(), ctx.actor)
+        r = ctx.store.revoke_certificate(ctx.args.identifier, reason, at, ctx.actor)
     except NotFound:
         raise Refused(f"no certificate {ctx.args.identifier}") from None
     except Conflict:
@@ -266,10 +266,11 @@ def cmd_alias_add(ctx: Context) -> None:
     group = args.token
     if not group:
         raise Refused("name the group with --token root|ca-signer|scep (or --group)")
-    identifier = args.identifier
     if args.file:
-        identifier = import_certificate(ctx, _load_certificates(args.file)[0], ctx.realm_name).identifier
-    record = _certificate(ctx, identifier)
+        record = import_certificate(ctx, _load_certificates(args.file)[0], ctx.realm_name)
+    else:
+        record = _certificate(ctx, args.identifier)
+    identifier = record.identifier
     alias = args.alias or ctx.store.next_alias_name(ctx.realm_name, group)
     notbefore = parse_when(args.notbefore) if args.notbefore else None
     notafter = parse_when(args.notafter) if args.notafter else None
