@@ -400,8 +400,7 @@ def approvals_needed(ctx: Context, r: Any) -> int:
     server = servers.get(r.servername)
     if server is None:
         return 1
-    eligible = 1 if server.eligible.get(r.mode, False) else 0
-    return max(1, server.approval_points - eligible)
+    return max(1, server.approval_points - server.eligibility_points(r.mode))
 
 
 def cmd_request_approve(ctx: Context) -> None:
@@ -432,11 +431,8 @@ def cmd_request_reject(ctx: Context) -> None:
 
 def cmd_crl_issue(ctx: Context) -> None:
     realm = ctx.realm()
-    issued = []
-    for group in ("ca-signer",):
-        for token in realm.active(group):
-            record = issue_crl(ctx.store, ctx.realm_name, token, realm.key(token), utcnow(), actor=ctx.actor)
-            issued.append((token, record))
+    issued = [(token, issue_crl(ctx.store, ctx.realm_name, token, realm.key(token), utcnow(), actor=ctx.actor))
+              for token in realm.active("ca-signer")]
     if not issued:
         raise Refused(f"realm {ctx.realm_name} has no active issuing CA")
     ctx.out([{"alias": t.alias, "number": r.number, "next_update": when(r.next_update)} for t, r in issued],

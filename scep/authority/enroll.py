@@ -204,7 +204,7 @@ class Enrollment:
             if len(active) >= self.server.max_active_certs:
                 reasons.append(f"{len(active)} active certificates for this subject "
                                f"(max_active_certs {self.server.max_active_certs})")
-        points = 1 if self.server.eligible.get(mode, False) else 0
+        points = self.server.eligibility_points(mode)
         if points < self.server.approval_points:
             reasons.append(f"approval ({points} of {self.server.approval_points} points)")
         return reasons

@@ -103,6 +103,10 @@ class ServerConfig:
     chain: str = "none"
     signing_time_tolerance: datetime.timedelta = datetime.timedelta(hours=24)
 
+    def eligibility_points(self, mode: str) -> int:
+        """The approval point a passed eligibility check gives a request in C{mode}: 1, or 0."""
+        return 1 if self.eligible.get(mode, False) else 0
+
 
 def _flag(section: dict[str, Any], path: str, key: str, default: bool) -> bool:
     value = section.get(key.rsplit(".", 1)[-1], default)
